@@ -1,0 +1,3 @@
+from show1_cli.cli import main
+
+main()
