@@ -1,0 +1,300 @@
+"""Presets: the sizes, frame counts, steps and guidance of every stage, read from YAML and validated.
+
+A preset is a shipped name (`presets/NAME.yaml`) or a path to a YAML file. A file may start from
+another preset with `base: NAME` and override only what differs. Single fields can be overridden on
+the command line with `--set section.key=value`. The result is an immutable, fully checked `Preset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from show1_cli.errors import InputError
+from show1_cli.resources import data_path
+
+STAGES = ("keyframes", "interpolate", "sr1", "sr2")
+
+# H and W must survive every halving of the model that runs at that size (2**(levels-1)); the latent
+# expert also works on 8x smaller VAE latents. These are the real checkpoints' factors.
+SIZE_MULTIPLE = {"keyframes": 8, "sr1": 16, "sr2": 64}
+SR2_MAX_STRENGTH = 0.9  # show-1-sr2 was fine-tuned on timesteps 0-900 only
+
+
+@dataclass(frozen=True)
+class KeyframesSettings:
+    frames: int
+    height: int
+    width: int
+    steps: int
+    guidance_scale: float
+    negative_prompt: str
+
+
+@dataclass(frozen=True)
+class InterpolateSettings:
+    steps: int
+    guidance_scale: float
+    negative_prompt: str
+
+
+@dataclass(frozen=True)
+class FirstFrameSettings:
+    steps: int
+    guidance_scale: float
+    noise_level: int
+
+
+@dataclass(frozen=True)
+class SR1Settings:
+    height: int
+    width: int
+    steps: int
+    guidance_scale: float
+    noise_level: int
+    window: int
+    stride: int
+    negative_prompt: str
+
+
+@dataclass(frozen=True)
+class SR2Settings:
+    height: int
+    width: int
+    steps: int
+    guidance_scale: float
+    strength: float
+    negative_prompt: str
+
+
+SECTIONS: dict[str, type] = {
+    "keyframes": KeyframesSettings,
+    "interpolate": InterpolateSettings,
+    "first_frame": FirstFrameSettings,
+    "sr1": SR1Settings,
+    "sr2": SR2Settings,
+}
+TOP_LEVEL_KEYS = ("fps", "stages", *SECTIONS)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str
+    fps: float
+    stages: tuple[str, ...]
+    keyframes: KeyframesSettings
+    interpolate: InterpolateSettings
+    first_frame: FirstFrameSettings
+    sr1: SR1Settings
+    sr2: SR2Settings
+
+    def with_stages(self, stages: Iterable[str]) -> "Preset":
+        """The same preset running other stages (validated like the file's own list)."""
+        stages = tuple(stages)
+        _check_stages(stages, self.source)
+        return dataclasses.replace(self, stages=stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"fps": self.fps, "stages": list(self.stages)}
+        for section in SECTIONS:
+            data[section] = dataclasses.asdict(getattr(self, section))
+        return data
+
+    def output_shape(self) -> tuple[int, int, int]:
+        """(frames, height, width) of the video the preset's stages produce."""
+        frames, height, width = self.keyframes.frames, self.keyframes.height, self.keyframes.width
+        for stage in self.stages:
+            if stage == "interpolate":
+                frames = 4 * frames - 3
+            elif stage in ("sr1", "sr2"):
+                settings = getattr(self, stage)
+                height, width = settings.height, settings.width
+        return frames, height, width
+
+
+def available_presets() -> list[str]:
+    return sorted(path.stem for path in data_path("presets").glob("*.yaml"))
+
+
+def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> Preset:
+    """Load a shipped preset by name or a YAML file by path, apply `section.key=value` overrides, validate."""
+    data, source = _read_with_bases(name_or_path, seen=())
+    overrides = list(overrides)
+    for override in overrides:
+        _apply_override(data, override)
+    if overrides:
+        source = f"{source} with --set {' '.join(overrides)}"
+    name = Path(name_or_path).stem if _looks_like_path(name_or_path) else name_or_path
+    return _build(name, source, data)
+
+
+def _looks_like_path(name_or_path: str) -> bool:
+    return name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path or "\\" in name_or_path
+
+
+def _locate(name_or_path: str) -> Path:
+    if _looks_like_path(name_or_path):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise InputError(f"preset file {path} does not exist", "check the path, or use a shipped preset (show1 presets list)")
+        return path
+    path = data_path("presets") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise InputError(
+            f"unknown preset {name_or_path!r}",
+            f"use one of {', '.join(available_presets())}, or a path to a YAML file",
+        )
+    return path
+
+
+def _read_with_bases(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    path = _locate(name_or_path)
+    source = str(path)
+    if source in seen:
+        raise InputError(f"{source}: 'base' presets form a cycle ({' -> '.join(seen + (source,))})", "remove one 'base' key")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise InputError(f"{source}: not valid YAML ({error})".replace("\n", " "), "fix the file's syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: a preset must be a mapping of sections, got {type(raw).__name__}", "see `show1 presets show default`")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw, source
+    if not isinstance(base, str):
+        raise InputError(f"{source}: key 'base' must name a preset, got {base!r}", "write for example `base: default`")
+    merged, _ = _read_with_bases(base, seen + (source,))
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged, source
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, separator, text = override.partition("=")
+    if not separator or not key.strip():
+        raise InputError(f"--set {override!r} is not of the form key=value", "write for example --set sr1.steps=50")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    path = key.strip().split(".")
+    if len(path) == 1:
+        data[path[0]] = value
+    elif len(path) == 2:
+        section = data.setdefault(path[0], {})
+        if not isinstance(section, dict):
+            raise InputError(f"--set {override!r}: {path[0]!r} is not a section", f"sections are {', '.join(SECTIONS)}")
+        section[path[1]] = value
+    else:
+        raise InputError(f"--set {override!r}: keys have at most two parts", "write for example --set sr1.steps=50")
+
+
+def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
+    unknown = [key for key in data if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise InputError(f"{source}: unknown key {unknown[0]!r}", f"top-level keys are {', '.join(TOP_LEVEL_KEYS)}")
+    for key in TOP_LEVEL_KEYS:
+        if key not in data:
+            raise InputError(f"{source}: missing key {key!r}", "add it, or start from a shipped preset with `base: default`")
+    fps = _typed(source, "fps", data["fps"], float)
+    if fps <= 0:
+        raise InputError(f"{source}: fps must be positive, got {fps}", "use for example fps: 8")
+    stages = data["stages"]
+    if isinstance(stages, str):
+        stages = [part.strip() for part in stages.split(",") if part.strip()]
+    if not isinstance(stages, list) or not all(isinstance(stage, str) for stage in stages):
+        raise InputError(f"{source}: stages must be a list of stage names, got {stages!r}", f"choose from {', '.join(STAGES)}")
+    _check_stages(tuple(stages), source)
+    sections = {section: _build_section(source, section, data[section]) for section in SECTIONS}
+    preset = Preset(name=name, source=source, fps=fps, stages=tuple(stages), **sections)
+    _check_combinations(preset)
+    return preset
+
+
+def _typed(source: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = {int: "an integer", float: "a number", str: "a string"}[kind]
+        raise InputError(f"{source}: {key} must be {expected}, got {value!r}", f"set {key} to {expected}")
+    return value
+
+
+def _build_section(source: str, section: str, values: Any) -> Any:
+    settings_type = SECTIONS[section]
+    if not isinstance(values, dict):
+        raise InputError(f"{source}: section {section!r} must be a mapping, got {values!r}", f"see `show1 presets show default`")
+    known = {field.name: field.type for field in fields(settings_type)}
+    for key in values:
+        if key not in known:
+            raise InputError(f"{source}: unknown key {section}.{key}", f"keys of {section} are {', '.join(known)}")
+    kwargs = {}
+    for key, type_name in known.items():
+        if key not in values:
+            raise InputError(f"{source}: missing key {section}.{key}", "add it, or start from a shipped preset with `base: default`")
+        kind = {"int": int, "float": float, "str": str}[type_name]
+        kwargs[key] = _typed(source, f"{section}.{key}", values[key], kind)
+    settings = settings_type(**kwargs)
+    _check_section(source, section, settings)
+    return settings
+
+
+def _check_section(source: str, section: str, settings: Any) -> None:
+    def fail(key: str, reason: str, fix: str) -> None:
+        raise InputError(f"{source}: {section}.{key} {reason}", fix)
+
+    if settings.steps < 1:
+        fail("steps", f"must be at least 1, got {settings.steps}", "use for example 50")
+    if settings.guidance_scale < 0:
+        fail("guidance_scale", f"must not be negative, got {settings.guidance_scale}", "use 1 for no guidance, more for stronger")
+    if section in SIZE_MULTIPLE:
+        multiple = SIZE_MULTIPLE[section]
+        for key in ("height", "width"):
+            value = getattr(settings, key)
+            if value < multiple or value % multiple:
+                fail(key, f"must be a positive multiple of {multiple} for this model, got {value}",
+                     f"use {max(multiple, round(value / multiple) * multiple)}")
+    if section == "keyframes" and settings.frames < 1:
+        fail("frames", f"must be at least 1, got {settings.frames}", "use for example 8")
+    if hasattr(settings, "noise_level") and not 0 <= settings.noise_level < 1000:
+        fail("noise_level", f"must be a timestep in 0..999, got {settings.noise_level}", "the paper uses 250 (sr1) and 150 (first frame)")
+    if section == "sr1":
+        if settings.window < 2:
+            fail("window", f"must be at least 2 frames, got {settings.window}", "use 8")
+        if not 1 <= settings.stride < settings.window:
+            fail("stride", f"must be between 1 and window-1 ({settings.window - 1}) so windows overlap, got {settings.stride}",
+                 f"use {settings.window - 1}")
+    if section == "sr2" and not 0 < settings.strength <= SR2_MAX_STRENGTH:
+        fail("strength", f"must be in (0, {SR2_MAX_STRENGTH}], got {settings.strength}",
+             "show-1-sr2 was trained on timesteps 0-900 only; the paper uses 0.8")
+
+
+def _check_stages(stages: tuple[str, ...], source: str) -> None:
+    for stage in stages:
+        if stage not in STAGES:
+            raise InputError(f"{source}: unknown stage {stage!r}", f"choose from {', '.join(STAGES)}")
+    if not stages:
+        raise InputError(f"{source}: stages is empty", f"list at least one of {', '.join(STAGES)}")
+    if len(set(stages)) != len(stages) or list(stages) != sorted(stages, key=STAGES.index):
+        raise InputError(f"{source}: stages {', '.join(stages)} are repeated or out of order",
+                         f"list them in cascade order: {', '.join(STAGES)}")
+
+
+def _check_combinations(preset: Preset) -> None:
+    if "interpolate" in preset.stages and preset.keyframes.frames < 2:
+        raise InputError(f"{preset.source}: interpolation needs at least 2 keyframes, got keyframes.frames={preset.keyframes.frames}",
+                         "raise keyframes.frames or drop 'interpolate' from stages")
+    too_small = preset.sr1.height < preset.keyframes.height or preset.sr1.width < preset.keyframes.width
+    if "sr1" in preset.stages and too_small:
+        raise InputError(f"{preset.source}: sr1 size {preset.sr1.width}x{preset.sr1.height} is smaller than the keyframes",
+                         "super-resolution only enlarges: raise sr1.height and sr1.width")

@@ -1,0 +1,136 @@
+"""Where and how models run: device, dtype, offloading, and peak-memory measurement."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from show1_cli.errors import InputError
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device and dtype models run in, and how they are offloaded between uses.
+
+    `offload`: "none" keeps the running stage's models on the accelerator; "model" keeps each model on
+    the CPU until its forward pass (accelerate hooks, as the original ran); "sequential" moves weights
+    layer by layer (least memory, slowest). Offloading only means something on an accelerator.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    offload: str
+
+    @property
+    def on_accelerator(self) -> bool:
+        return self.device.type != "cpu"
+
+    def reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory_bytes(self) -> int:
+        """Peak accelerator memory since the last reset; on the CPU, the process's peak resident memory."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "model") -> Runtime:
+    """Turn the CLI's --device/--dtype/--offload into a Runtime, checking that the machine can do it."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA device is available", "use --device cpu (slow) or --device auto")
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}", "use --device auto, cuda, cuda:N or cpu") from None
+
+    if dtype == "auto":
+        # The checkpoints are fp16 and the original ran in fp16; CPU kernels are fastest and exact in fp32.
+        dtype = "fp16" if torch_device.type == "cuda" else "fp32"
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}", f"use --dtype auto, {', '.join(DTYPES)}")
+    if torch_device.type == "cpu" and dtype == "fp16":
+        raise InputError("--dtype fp16 is not supported on the CPU", "use --dtype fp32 or bf16 on the CPU")
+
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"unknown offload mode {offload!r}", f"use --offload {'|'.join(OFFLOAD_MODES)}")
+    if torch_device.type == "cpu":
+        offload = "none"
+    return Runtime(device=torch_device, dtype=DTYPES[dtype], offload=offload)
+
+
+class ModelStore:
+    """Loads each model once per process and keeps only the running stage's models on the accelerator.
+
+    Models are loaded (by the caller's `load` function) onto the CPU in the runtime's dtype, then
+    placed according to the offload mode: "none" moves them to the device; "model" installs
+    accelerate's offload hooks chained like diffusers' `enable_model_cpu_offload` (a model goes to the
+    device for its forward pass and back when the next one runs); "sequential" streams weights layer
+    by layer. `end_stage()` sends everything back to the CPU so the next stage starts with an empty
+    accelerator; a batch of prompts reuses the loaded models.
+    """
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._models: dict[str, torch.nn.Module] = {}
+        self._hooks: dict[str, object] = {}
+        self._last_hook: object | None = None
+
+    def get(self, key: str, load) -> torch.nn.Module:
+        if key not in self._models:
+            model = load()
+            model.requires_grad_(False)
+            model.eval()
+            self._models[key] = model
+        model = self._models[key]
+        self._place(key, model)
+        return model
+
+    def _place(self, key: str, model: torch.nn.Module) -> None:
+        runtime = self.runtime
+        if runtime.offload == "none":
+            model.to(runtime.device)
+        elif runtime.offload == "model" and key not in self._hooks:
+            from accelerate import cpu_offload_with_hook
+
+            _, hook = cpu_offload_with_hook(model, runtime.device, prev_module_hook=self._last_hook)
+            self._hooks[key] = self._last_hook = hook
+        elif runtime.offload == "sequential" and key not in self._hooks:
+            from accelerate import cpu_offload
+
+            cpu_offload(model, runtime.device)
+            self._hooks[key] = "sequential"
+
+    def drop(self, key: str) -> None:
+        """Forget a model for good (for example the text encoder once its embeddings are computed)."""
+        model = self._models.pop(key, None)
+        hook = self._hooks.pop(key, None)
+        if hook is not None and hook is self._last_hook:
+            self._last_hook = None
+        if model is not None and self.runtime.offload == "none":
+            model.to("cpu")
+        self._empty_cache()
+
+    def end_stage(self) -> None:
+        """Move every model off the accelerator (they stay loaded on the CPU for the next batch item)."""
+        for key, model in self._models.items():
+            hook = self._hooks.get(key)
+            if hook is None:
+                model.to("cpu")
+            elif hasattr(hook, "offload"):
+                hook.offload()
+        self._empty_cache()
+
+    def _empty_cache(self) -> None:
+        if self.runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
