@@ -1,0 +1,362 @@
+"""Reading and writing video files.
+
+Frames travel through `show1` as float tensors of shape (frames, 3, height, width), RGB, in [-1, 1].
+This module turns such tensors into video files and back.
+
+Writing
+    * Container: chosen by the suffix, `.mp4` (MPEG-4/ISO) or `.mkv` (Matroska); nothing else is accepted.
+    * Default (lossy) encoding: H.264 through `libx264`, `yuv420p`, CRF 17 (visually lossless for the
+      small Show-1 outputs) and `faststart` for MP4 so players can start before the whole file is read.
+      `yuv420p` needs even sizes; an odd width or height is encoded as `yuv444p` H.264 instead (same
+      size, exact dimensions kept, but some players cannot show 4:4:4 H.264), with a logged warning.
+      Without `libx264` in the PyAV build the fallback is MPEG-4 Part 2 (`mpeg4`, qscale 2), with a
+      logged warning.
+    * Lossless encoding (`lossless=True`, for intermediate files between stages): H.264 in RGB through
+      `libx264rgb` with QP 0, which decodes back to exactly the uint8 RGB frames that were written. It
+      works in both `.mp4` and `.mkv` and for any size. Without `libx264rgb` the fallback is FFV1
+      (`bgr0`), also bit-exact; it is native to Matroska, so prefer `.mkv` for lossless files if your
+      PyAV build lacks `libx264rgb`.
+    * Frames are clamped to [-1, 1] and rounded to uint8 (`round((x + 1) * 127.5)`), so a uint8 frame
+      read back by `read_video` and written losslessly again is unchanged.
+    * The frame rate may be fractional (7.5): it becomes an exact rational time base.
+    * Metadata: the mapping is stored as one JSON object in the container tag `show1` (for MP4 through
+      `movflags=use_metadata_tags`, which keeps arbitrary tags); the prompt is also put into the
+      standard `title` tag so ordinary players show it. Values that are not strings are stored as their
+      JSON text (seed 3 -> "3", a dict of weight revisions -> its JSON).
+    * Atomic: the file is written to a hidden temporary file next to the target
+      (`.<name>.partial-<random>`), flushed to disk, then moved into place. On any failure, Ctrl-C
+      included, the temporary file is removed and nothing is left at the target. Without `overwrite`
+      an existing target is refused before encoding and again at the moment of the move (the move is
+      then a hard link, which cannot replace an existing file).
+
+Reading
+    Any file PyAV can decode: all frames of the first video stream, converted to RGB, with the stream's
+    average frame rate, and the metadata `show1` stored (an empty dict for other files).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Mapping
+
+import av
+import numpy as np
+import torch
+
+from .errors import InputError, OutputExistsError
+
+logger = logging.getLogger("show1.video")
+
+#: Container formats by (lower-case) suffix.
+CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
+#: The container tag holding show1's metadata as a JSON object.
+METADATA_TAG = "show1"
+#: Frame rate used for decoded files that carry none (single images).
+DEFAULT_FPS = 8.0
+#: Quality of the default lossy H.264 encoding (lower is better; 17 is visually lossless).
+H264_CRF = 17
+
+
+_SMPTE170M = 6  # AVCOL_SPC/PRI/TRC_SMPTE170M: BT.601 525-line, FFmpeg's default RGB<->YUV matrix
+_MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: limited ("TV") range
+
+
+@dataclass
+class Video:
+    """A decoded clip: frames (F, 3, H, W) float32 RGB in [-1, 1], its frame rate and show1 metadata."""
+
+    frames: torch.Tensor
+    fps: float
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_video(path: Path) -> Video:
+    """Decode every frame of the first video stream of `path`.
+
+    Raises `InputError` when the file is missing, is not a file, cannot be decoded, has no video stream
+    or no frames.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input video {path} does not exist", "check the path, or create it with `show1 generate`")
+    if not path.is_file():
+        raise InputError(f"input video {path} is not a file", "pass the path of a video file")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot read {path} as a video ({_reason(exc)})",
+            "pass a video file PyAV/FFmpeg can decode, such as an .mp4 written by show1",
+        ) from exc
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path} has no video stream", "pass a file that contains video")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            arrays = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InputError(
+                f"cannot decode the video in {path} ({_reason(exc)})",
+                "the file may be truncated or corrupt; regenerate it or pass another file",
+            ) from exc
+        if not arrays:
+            raise InputError(f"{path} contains no video frames", "pass a file with at least one frame")
+        fps = _stream_fps(stream, path)
+        metadata = _parse_metadata(container.metadata, path)
+    finally:
+        container.close()
+    data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    frames = data.to(torch.float32) / 127.5 - 1.0
+    return Video(frames=frames, fps=fps, metadata=metadata)
+
+
+def _stream_fps(stream, path: Path) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return float(rate)
+    logger.warning("%s has no frame rate; assuming %g fps", path, DEFAULT_FPS)
+    return DEFAULT_FPS
+
+
+def _parse_metadata(tags: Mapping[str, str], path: Path) -> dict[str, str]:
+    # Matroska upper-cases tag names; look the tag up without regard to case.
+    raw = next((value for key, value in tags.items() if key.lower() == METADATA_TAG), None)
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        logger.warning("ignoring unreadable show1 metadata in %s", path)
+        return {}
+    if not isinstance(parsed, dict):
+        logger.warning("ignoring unreadable show1 metadata in %s", path)
+        return {}
+    return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in parsed.items()}
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def ensure_writable(path: Path, overwrite: bool) -> None:
+    """Check, before any expensive work, that `write_video(path, ..., overwrite=overwrite)` can succeed.
+
+    Raises `OutputExistsError` when `path` exists and `overwrite` is false, and `InputError` when the
+    suffix is not `.mp4`/`.mkv`, the folder does not exist or is not writable, or `path` is a folder.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in CONTAINERS:
+        raise InputError(
+            f"cannot write video to {path}: unsupported file type {path.suffix or '(no suffix)'!r}",
+            "choose an -o ending in .mp4 or .mkv",
+        )
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: folder {parent} does not exist", f"create {parent} first or choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: folder {parent} is not writable", "choose another -o")
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder", "choose a file name ending in .mp4 or .mkv")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o")
+
+
+def write_video(
+    path: Path,
+    frames: torch.Tensor,
+    fps: float,
+    metadata: Mapping[str, str] | None = None,
+    *,
+    lossless: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Encode `frames` (F, 3, H, W) in [-1, 1] to `path` atomically and return `path`.
+
+    See the module documentation for codecs, metadata and the atomic-write guarantees.
+    """
+    path = Path(path)
+    ensure_writable(path, overwrite)
+    rate = _rate(fps)
+    pixels = _to_uint8(frames)
+    tags = _metadata_tags(metadata)
+    container_format = CONTAINERS[path.suffix.lower()]
+    height, width = pixels.shape[1:3]
+    encoding = _choose_encoding(lossless, width, height)
+
+    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
+    try:
+        _encode(temp, container_format, encoding, pixels, rate, tags)
+        _fsync(temp)
+        _move_into_place(temp, path, overwrite)
+    except BaseException:
+        try:
+            temp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:  # pragma: no cover - nothing better to do while already failing
+            logger.warning("could not remove temporary file %s", temp)
+        raise
+    _fsync_dir(path.parent)
+    logger.info("wrote %s (%d frames, %dx%d, %g fps, %s)", path, len(pixels), width, height, float(rate), encoding.codec)
+    return path
+
+
+def _rate(fps: float) -> Fraction:
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise InputError(f"invalid frame rate {fps!r}", "pass a positive number of frames per second") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"invalid frame rate {fps!r}", "pass a positive number of frames per second")
+    return Fraction(value).limit_denominator(1001)
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(F, 3, H, W) float in [-1, 1] -> contiguous (F, H, W, 3) uint8."""
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a torch.Tensor, not {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[1] != 3 or min(frames.shape) == 0:
+        raise ValueError(f"frames must have shape (frames, 3, height, width) with no empty dimension, got {tuple(frames.shape)}")
+    data = frames.detach().to(device="cpu", dtype=torch.float32)
+    data = torch.nan_to_num(data, nan=0.0).clamp(-1.0, 1.0)
+    data = ((data + 1.0) * 127.5).round().to(torch.uint8)
+    return data.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _metadata_tags(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    if not metadata:
+        return {}
+    clean: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata keys must be strings, got {key!r}")
+        clean[key] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    tags = {METADATA_TAG: json.dumps(clean, ensure_ascii=False, sort_keys=True)}
+    if clean.get("prompt"):
+        tags["title"] = clean["prompt"]
+    return tags
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_available(name: str) -> bool:
+    if name not in av.codecs_available:
+        return False
+    try:
+        av.codec.Codec(name, "w")
+    except Exception:
+        return False
+    return True
+
+
+def _choose_encoding(lossless: bool, width: int, height: int) -> _Encoding:
+    if lossless:
+        if _encoder_available("libx264rgb"):
+            return _Encoding("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"})
+        if _encoder_available("ffv1"):
+            logger.warning("libx264rgb is not available in this PyAV build; writing lossless FFV1 instead")
+            return _Encoding("ffv1", "bgr0", {})
+        raise InputError(
+            "no lossless video encoder (libx264rgb or ffv1) is available in this PyAV build",
+            "install a PyAV build with libx264 (the PyPI wheels have it) or drop --lossless",
+        )
+    if _encoder_available("libx264"):
+        if width % 2 or height % 2:
+            logger.warning(
+                "%dx%d has an odd side; writing 4:4:4 H.264 (yuv444p), which some players cannot show", width, height
+            )
+            return _Encoding("libx264", "yuv444p", {"crf": str(H264_CRF), "preset": "medium"})
+        return _Encoding("libx264", "yuv420p", {"crf": str(H264_CRF), "preset": "medium"})
+    if _encoder_available("mpeg4"):
+        logger.warning("libx264 is not available in this PyAV build; writing MPEG-4 Part 2 video instead of H.264")
+        return _Encoding("mpeg4", "yuv420p", {"qscale": "2"})
+    raise InputError(
+        "no video encoder (libx264 or mpeg4) is available in this PyAV build",
+        "install a PyAV build with libx264 (the PyPI wheels have it)",
+    )
+
+
+def _encode(
+    target: Path, container_format: str, encoding: _Encoding, pixels: np.ndarray, rate: Fraction, tags: Mapping[str, str]
+) -> None:
+    options = {"movflags": "use_metadata_tags+faststart"} if container_format == "mp4" else {}
+    height, width = pixels.shape[1:3]
+    with av.open(str(target), mode="w", format=container_format, options=options) as container:
+        container.metadata.update(tags)
+        stream = container.add_stream(encoding.codec, rate=rate, options=dict(encoding.options))
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = encoding.pix_fmt
+        stream.codec_context.time_base = 1 / rate
+        if encoding.pix_fmt.startswith("yuv"):
+            # FFmpeg converts RGB to YUV with BT.601 in limited range; say so, so players decode it the same way.
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = _SMPTE170M
+            context.color_range = _MPEG_RANGE
+        for index, array in enumerate(pixels):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = index
+            frame.time_base = stream.codec_context.time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp, path)
+        return
+    # A hard link never replaces an existing file, so a target created since `ensure_writable` is kept.
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o") from None
+    except OSError:
+        # The file system has no hard links: check once more, then rename.
+        if path.exists() or path.is_symlink():
+            raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o") from None
+        os.replace(temp, path)
+        return
+    temp.unlink()
