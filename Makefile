@@ -1,0 +1,37 @@
+# show1: `make install` sets up .venv, `make test` runs the offline test suite, `make demo` makes a video.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Without CUDA, install the CPU build of torch first (the default wheel brings gigabytes of CUDA libraries).
+TORCH_CPU ?= torch==2.13.0
+PROMPT ?= a panda taking a selfie, 2k, high quality
+DEMO_OUTPUT ?= demo.mp4
+
+.PHONY: install test demo lint tiny-weights benchmarks clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1; then echo "CUDA found: installing the default torch"; \
+	else echo "no CUDA: installing the CPU build ($(TORCH_CPU))"; $(BIN)/pip install -q "$(TORCH_CPU)"; fi
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --seed 42 --overwrite
+
+lint: install
+	$(BIN)/ruff check show1_cli tests benchmarks
+
+tiny-weights: install
+	$(BIN)/python -m tests.tiny_checkpoints .tiny-weights
+
+benchmarks: install
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .tiny-weights benchmarks/results

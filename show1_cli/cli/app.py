@@ -1,0 +1,159 @@
+"""The Typer application, the options every command shares, and how commands report errors and results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from show1_cli import __version__
+from show1_cli.errors import Show1Error
+from show1_cli.progress import StageReport, format_bytes
+
+err_console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="show1",
+    help="Text-to-video generation with the Show-1 cascade (keyframes, interpolation, two super-resolutions).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"show1 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Text-to-video generation with the Show-1 cascade.
+
+    [bold]show1 generate[/] runs the whole chain; [bold]interpolate[/], [bold]upscale[/] run one stage on a
+    video file; [bold]finetune-motion[/] teaches the keyframe model the motion of a reference clip.
+    """
+
+
+# Options shared by the commands. Each command lists the ones it takes, so `--help` stays honest.
+PresetOption = Annotated[
+    str, typer.Option("--preset", "-p", help="Preset name (see `show1 presets list`) or path to a YAML file.")
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one preset field, e.g. --set sr1.steps=50 (repeatable)."),
+]
+OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file (.mp4).", dir_okay=False)]
+SeedOption = Annotated[
+    Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same video on the same device. Random if omitted.")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cuda, cuda:N or cpu.")]
+DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32.")]
+OffloadOption = Annotated[
+    str,
+    typer.Option(
+        "--offload",
+        help="none: keep the running stage's models on the GPU (fastest); model: move each model to the GPU only "
+        "for its forward pass (the paper's ~15 GB setting); sequential: stream weights layer by layer (least memory, slowest).",
+    ),
+]
+WeightsDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--weights-dir",
+        envvar="SHOW1_WEIGHTS_DIR",
+        help="Folder with one subfolder per hub repository (show-1-base, ...). Default: the Hugging Face cache.",
+        file_okay=False,
+    ),
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, warnings only.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary line on stdout (output, seed, preset, seconds and peak memory per stage).")
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Verbose logging and full tracebacks.")]
+
+
+def configure_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    if not debug:
+        # Library chatter (download notices, deprecation hints) is not for end users.
+        for noisy in ("diffusers", "transformers", "accelerate", "huggingface_hub", "libav"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def command(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command: set up logging, and turn failures into one line and an exit code.
+
+    Show1Error -> its message and fix, exit 2 (bad input) or 1; Ctrl-C -> exit 130; any other exception is
+    a bug: one line pointing at --debug, which re-raises everything with its traceback.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug", False))
+        configure_logging(bool(kwargs.get("quiet", False)), debug)
+        try:
+            return function(*args, **kwargs)
+        except Show1Error as error:
+            if debug:
+                raise
+            fix = f" [dim]({error.fix})[/]" if error.fix else ""
+            err_console.print(f"[bold red]error:[/] {error.message}{fix}", soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]: nothing was written", soft_wrap=True)
+            raise typer.Exit(130) from None
+        except Exception as error:  # a bug: keep the user's terminal readable unless they ask for details
+            if debug:
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def report_run(
+    output: Path | None,
+    seed: int,
+    preset: str,
+    reports: list[StageReport],
+    *,
+    as_json: bool,
+    quiet: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The end of a run: a JSON line on stdout for scripts, or a short human summary on stderr."""
+    if as_json:
+        summary = {
+            "output": str(output) if output else None,
+            "seed": seed,
+            "preset": preset,
+            "stages": {report.name: {"seconds": round(report.seconds, 3), "peak_memory_bytes": report.peak_memory_bytes} for report in reports},
+            **(extra or {}),
+        }
+        typer.echo(json.dumps(summary))
+        return
+    if quiet:
+        return
+    for report in reports:
+        err_console.print(f"  {report.name:<12} {report.seconds:8.1f} s   peak memory {format_bytes(report.peak_memory_bytes)}")
+    if output:
+        err_console.print(f"[green]wrote[/] {output} (seed {seed}, preset {preset})")
