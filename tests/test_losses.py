@@ -1,0 +1,116 @@
+"""The motion-customization losses against small cases computed by hand (see docs/losses.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from show1_cli.errors import InputError
+from show1_cli.finetune.losses import (
+    LossSpec,
+    appearance_debiased_mse,
+    debias,
+    epsilon_mse,
+    motion_distillation_loss,
+    parse_loss,
+)
+
+
+def video(*frames: list[float]) -> torch.Tensor:
+    """A (1, 1, F, 1, W) tensor: one batch item, one channel, each frame a row of values."""
+    return torch.tensor(frames, dtype=torch.float32)[None, None, :, None, :]
+
+
+def test_epsilon_mse_hand_case():
+    pred = video([1.0, 2.0], [3.0, 4.0])
+    target = video([0.0, 2.0], [1.0, 0.0])
+    # squared errors 1, 0, 4, 16 -> mean 21 / 4
+    assert epsilon_mse(pred, target).item() == pytest.approx(5.25)
+
+
+def test_motion_loss_hand_case():
+    # predicted residuals [1, 0] then [0, 1]; true residuals [1, 0] then [1, 0]: cosines 1 and 0
+    pred = video([0.0, 0.0], [1.0, 0.0], [1.0, 1.0])
+    target = video([0.0, 0.0], [1.0, 0.0], [2.0, 0.0])
+    assert motion_distillation_loss(pred, target).item() == pytest.approx(0.5)
+
+
+def test_motion_loss_ignores_scale_and_opposite_motion_is_worst():
+    target = video([0.0, 0.0], [1.0, 2.0], [3.0, 1.0])
+    scaled = target * 7.0
+    reversed_motion = -target
+    assert motion_distillation_loss(scaled, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert motion_distillation_loss(reversed_motion, target).item() == pytest.approx(2.0)
+
+
+def test_motion_loss_is_invariant_to_a_common_image():
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randn(2, 3, 5, 4, 6, generator=generator)
+    target = torch.randn(2, 3, 5, 4, 6, generator=generator)
+    image = torch.randn(2, 3, 1, 4, 6, generator=generator) * 10  # the same image added to every frame
+    base = motion_distillation_loss(pred, target)
+    assert motion_distillation_loss(pred + image, target).item() == pytest.approx(base.item(), abs=1e-5)
+    assert motion_distillation_loss(pred, target + image).item() == pytest.approx(base.item(), abs=1e-5)
+    # the plain MSE is not: it sees appearance
+    assert epsilon_mse(pred + image, target).item() > epsilon_mse(pred, target).item() + 1
+
+
+def test_motion_loss_needs_two_frames():
+    with pytest.raises(ValueError, match="2 frames"):
+        motion_distillation_loss(video([1.0]), video([1.0]))
+
+
+def test_debiased_mse_hand_case():
+    pred = video([1.0], [3.0])
+    target = video([0.0], [1.0])
+    s = math.sqrt(2.0)
+    # anchor 0, beta 1: pred -> [s - 1, 3s - 1], target -> [0, s]; errors s - 1 and 2s - 1
+    expected = ((s - 1) ** 2 + (2 * s - 1) ** 2) / 2
+    assert appearance_debiased_mse(pred, target, torch.tensor([0])).item() == pytest.approx(expected)
+    # anchor 1: pred -> [s - 3, 3s - 3], target -> [-1, s - 1]
+    expected = ((s - 3 + 1) ** 2 + (3 * s - 3 - s + 1) ** 2) / 2
+    assert appearance_debiased_mse(pred, target, torch.tensor([1])).item() == pytest.approx(expected)
+
+
+def test_debias_uses_each_batch_items_own_anchor_and_shrinks_a_common_image():
+    x = torch.arange(2 * 1 * 3 * 1 * 1, dtype=torch.float32).reshape(2, 1, 3, 1, 1)  # [[0,1,2],[3,4,5]]
+    out = debias(x, torch.tensor([2, 0]))
+    s = math.sqrt(2.0)
+    assert torch.allclose(out[0, 0, :, 0, 0], s * torch.tensor([0.0, 1, 2]) - 2)
+    assert torch.allclose(out[1, 0, :, 0, 0], s * torch.tensor([3.0, 4, 5]) - 3)
+    image = torch.full((2, 1, 1, 1, 1), 10.0)
+    shift = debias(x + image, torch.tensor([2, 0])) - out
+    assert torch.allclose(shift, torch.full_like(out, (s - 1) * 10))
+
+
+def test_losses_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        epsilon_mse(torch.zeros(1, 3, 2, 4, 4), torch.zeros(1, 3, 3, 4, 4))
+
+
+def test_parse_loss_names_and_weighted_sums():
+    assert parse_loss("motion") == LossSpec(((1.0, "motion"),))
+    assert parse_loss("motion+0.1*mse") == LossSpec(((1.0, "motion"), (0.1, "mse")))
+    assert parse_loss(" 2*Debiased + .5*motion ") == LossSpec(((2.0, "debiased"), (0.5, "motion")))
+    assert str(parse_loss("motion+0.1*mse")) == "motion+0.1*mse"
+
+
+@pytest.mark.parametrize("spec", ["", "l1", "motion+", "motion*0.1", "-1*mse", "0*mse", "mse+mse", "motion+x*mse"])
+def test_parse_loss_rejects_bad_specs(spec):
+    with pytest.raises(InputError):
+        parse_loss(spec)
+
+
+def test_weighted_sum_adds_the_terms():
+    generator = torch.Generator().manual_seed(3)
+    pred = torch.randn(1, 3, 4, 2, 2, generator=generator)
+    target = torch.randn(1, 3, 4, 2, 2, generator=generator)
+    combined = parse_loss("motion+0.1*mse")(pred, target, torch.Generator())
+    expected = motion_distillation_loss(pred, target) + 0.1 * epsilon_mse(pred, target)
+    assert combined.item() == pytest.approx(expected.item())
+    anchor_draw = torch.Generator().manual_seed(5)
+    anchor = torch.randint(0, 4, (1,), generator=torch.Generator().manual_seed(5))
+    debiased = parse_loss("debiased")(pred, target, anchor_draw)
+    assert debiased.item() == pytest.approx(appearance_debiased_mse(pred, target, anchor).item())
