@@ -42,10 +42,10 @@ import logging
 import math
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping
 
 import av
 import numpy as np
@@ -260,7 +260,7 @@ def _metadata_tags(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return tags
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _encoder_available(name: str) -> bool:
     if name not in av.codecs_available:
         return False
