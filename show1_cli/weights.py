@@ -624,6 +624,24 @@ def resolve_component(
     return status.root
 
 
+def resolve_optional_component(
+    name: str,
+    weights_dir: Path | None = None,
+    *,
+    lock: dict[str, Component] | None = None,
+    progress: Progress | None = None,
+) -> Path | None:
+    """Like `resolve_component`, but None when no file of the component is present at all.
+
+    For optional components (IF-II-L-v1.0): absent means "use the fallback"; a partial or corrupt
+    copy is still an error, since the user evidently meant to provide it.
+    """
+    comp = get_component(name, lock)
+    if not _status(comp, weights_dir).any_present:
+        return None
+    return resolve_component(comp.name, weights_dir, lock=lock, progress=progress)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Network: pull and lock update
 

@@ -451,7 +451,9 @@ def test_lock_update_fills_in_from_hub_metadata(tmp_path, monkeypatch):
         sha = REV
         gated = False
         siblings = [
-            RepoSibling("model_index.json", size=len(FILES["model_index.json"]), blob_id=git_blob(FILES["model_index.json"])),
+            RepoSibling(
+                "model_index.json", size=len(FILES["model_index.json"]), blob_id=git_blob(FILES["model_index.json"])
+            ),
             RepoSibling("unet/diffusion_pytorch_model.bin", size=len(unet), blob_id="0" * 40,
                         lfs=BlobLfsInfo(size=len(unet), sha256=sha256(unet), pointer_size=130)),
         ]
@@ -486,3 +488,70 @@ def test_lock_update_fills_in_from_hub_metadata(tmp_path, monkeypatch):
     problems = W.verify_component("show-1-sr2", wdir, lock=lock)
     assert [(p.path, p.state) for p in problems] == [("model_index.json", W.CORRUPT)]
     assert "git blob id" in problems[0].detail
+
+
+def hub_error(cls, message: str):
+    """A huggingface_hub error without an HTTP response (their constructors differ between releases)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error
+
+
+def test_pull_gated_without_access(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.utils import GatedRepoError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def download(*args, **kwargs):
+        raise hub_error(GatedRepoError, "403 Client Error. Access to model DeepFloyd/IF-II-L-v1.0 is restricted")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    result = invoke("pull", "IF-II-L-v1.0", "--dir", str(tmp_path / "w"))
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "access to DeepFloyd/IF-II-L-v1.0 is gated" in line
+    assert "https://huggingface.co/DeepFloyd/IF-II-L-v1.0" in line and "hf auth login" in line
+
+
+def test_pull_without_network(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    calls = []
+
+    def download(*args, **kwargs):
+        calls.append(args)
+        raise LocalEntryNotFoundError("Connection error, and the file is not in the local cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    result = invoke("pull", "IF-II-L-v1.0")
+    assert result.exit_code == 1
+    assert "the hub (huggingface.co) cannot be reached" in one_line_error(result)
+    assert len(calls) == 1  # no-network is not mistaken for "file not on the hub"
+
+
+def test_pull_takes_the_alternative_name_the_hub_has(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    hub = {
+        "model_index.json": b"{}",
+        "scheduler/scheduler_config.json": b"{}",
+        "image_noising_scheduler/scheduler_config.json": b"{}",
+        "unet/config.json": b"{}",
+        "unet/diffusion_pytorch_model.bin": b"weights",
+    }
+    calls: list = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download(hub, calls))
+    wdir = tmp_path / "weights"
+    assert W.resolve_optional_component("IF-II-L-v1.0", wdir) is None
+    root = W.pull_component("IF-II-L-v1.0", wdir)
+    assert root == wdir / "IF-II-L-v1.0"
+    tried = [c[1] for c in calls if c[1].startswith("unet/diffusion")]
+    assert tried == ["unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"]
+    assert W.resolve_optional_component("IF-II-L-v1.0", wdir) == root
+    (root / "unet" / "config.json").unlink()
+    with pytest.raises(WeightsError, match="incomplete"):
+        W.resolve_optional_component("IF-II-L-v1.0", wdir)
