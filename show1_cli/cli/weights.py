@@ -25,7 +25,14 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Names = Annotated[Optional[list[str]], typer.Argument(help="Components (default: all in the lock).", show_default=False)]
+Names = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="NAME", help="Components (default: all in the lock).", show_default=False),
+]
+PullNames = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="NAME", help="Components (default: all but the optional IF-II-L-v1.0).", show_default=False),
+]
 
 _STATE_STYLE = {
     W.VERIFIED: "green",
@@ -77,6 +84,8 @@ def list_(
     """Show each component: purpose, pinned revision, status (present, missing, corrupt, unverified), location.
 
     Cheap: checks presence, sizes and the hashes recorded by `verify`; hashes nothing.
+
+    Example: show1 weights list --weights-dir /data/show1-weights
     """
     wd = W.weights_dir_from_env(weights_dir)
     lock = W.load_lock()
@@ -133,6 +142,8 @@ def verify(names: Names = None, weights_dir: WeightsDirOption = None, debug: Deb
 
     Records the result so that later runs only compare stamps. Without NAME, components not present
     at all are skipped; a named component that is missing is an error.
+
+    Example: show1 weights verify show-1-sr2
     """
     wd = W.weights_dir_from_env(weights_dir)
     lock = W.load_lock()
@@ -182,6 +193,8 @@ def path(names: Names = None, weights_dir: WeightsDirOption = None, debug: Debug
 
     With NAME: just the folder of each (error if missing or corrupt). Without: NAME<TAB>FOLDER<TAB>STATE
     for every component in the lock, present or not.
+
+    Example: show1 weights path show-1-base
     """
     wd = W.weights_dir_from_env(weights_dir)
     lock = W.load_lock()
@@ -197,7 +210,7 @@ def path(names: Names = None, weights_dir: WeightsDirOption = None, debug: Debug
 @app.command()
 @command
 def pull(
-    names: Names = None,
+    names: PullNames = None,
     dir: Annotated[
         Optional[Path],
         typer.Option(
@@ -216,6 +229,8 @@ def pull(
     """Download exactly the locked files at the pinned revisions, then check their hashes.
 
     Without NAME: every non-optional component (IF-II-L-v1.0 is optional and gated: name it).
+
+    Example: show1 weights pull --dir /data/show1-weights
     """
     wd = W.weights_dir_from_env(dir)
     lock = W.load_lock()
@@ -244,7 +259,10 @@ def lock_(
     ] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Show what the weights lock pins and what it does not know yet; --update fills it in."""
+    """Show what the weights lock pins and what it does not know yet; --update fills it in (online).
+
+    Example: show1 weights lock --update
+    """
     lock_path = W.default_lock_path()
     if update:
         changes = W.update_lock(lock_path, names=names, token=token, output=output)
