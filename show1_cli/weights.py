@@ -344,11 +344,8 @@ def show1_cache_dir() -> Path:
 
 
 def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) asks for no network access."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return True
-    return False
+    """Whether HF_HUB_OFFLINE asks for no network access (read now, not at import time)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _repo_cache_folder(comp: Component) -> Path:
