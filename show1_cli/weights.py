@@ -11,8 +11,9 @@ Resolving never downloads; `pull_component` does, through huggingface_hub.
 
 Hashing 20 GB on every run would be too slow, so a full check (`verify_component`, or the first
 resolve of a file whose hash is known) records a stamp (path, size, mtime, hash); later loads compare
-stamps only. Stamps live in `DIR/<name>/.show1-verified.json` in local-folder mode and in the show1
-cache folder (`SHOW1_CACHE_DIR`, default `~/.cache/show1`) for the hub cache.
+stamps only. Stamps live in `DIR/<name>/.show1-verified.json` in local-folder mode (in the show1 cache
+folder when DIR is read-only) and in the show1 cache folder (`SHOW1_CACHE_DIR`, default
+`~/.cache/show1`) for the hub cache.
 
 This module is library code: no typer or rich here.
 """
@@ -370,11 +371,18 @@ def component_root(comp: Component, weights_dir: Path | None) -> tuple[str, Path
     return "cache", _repo_cache_folder(comp) / "snapshots" / _cache_revision(comp)
 
 
-def _stamp_file(comp: Component, mode: str, root: Path) -> Path:
-    if mode == "dir":
-        return root / STAMP_NAME
+def _stamp_files(comp: Component, mode: str, root: Path) -> tuple[Path, ...]:
+    """Where hash stamps are kept, preferred first.
+
+    Local folder: next to the files, with a fallback in the show1 cache folder for read-only (shared)
+    weight folders. Hub cache: the show1 cache folder only (the hub cache belongs to huggingface_hub).
+    """
     rev = comp.revision or "unpinned"
-    return show1_cache_dir() / "verified" / f"{comp.repo_id.replace('/', '--')}@{rev}.json"
+    in_cache = show1_cache_dir() / "verified" / f"{comp.repo_id.replace('/', '--')}@{rev}.json"
+    if mode == "dir":
+        folder_id = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        return root / STAMP_NAME, in_cache.with_name(f"{comp.name}-dir-{folder_id}.json")
+    return (in_cache,)
 
 
 def pull_command(comp: Component, weights_dir: Path | None) -> str:
@@ -426,27 +434,39 @@ def hash_file(path: Path, *, git_sha1: bool = False) -> tuple[str, str | None]:
     return sha.hexdigest(), blob.hexdigest() if blob is not None else None
 
 
-def _load_stamps(stamp_file: Path) -> dict[str, dict]:
-    try:
-        data = json.loads(stamp_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return files if isinstance(files, dict) else {}
+def _load_stamps(stamp_files: tuple[Path, ...]) -> dict[str, dict]:
+    """The recorded stamps; entries in earlier (preferred) files win."""
+    merged: dict[str, dict] = {}
+    for stamp_file in reversed(stamp_files):
+        try:
+            data = json.loads(stamp_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        files = data.get("files") if isinstance(data, dict) else None
+        if isinstance(files, dict):
+            merged.update(files)
+    return merged
 
 
-def _save_stamps(stamp_file: Path, stamps: dict[str, dict]) -> None:
-    try:
-        stamp_file.parent.mkdir(parents=True, exist_ok=True)
+def _save_stamps(stamp_files: tuple[Path, ...], stamps: dict[str, dict]) -> None:
+    """Write the stamps to the first place that accepts them; if none does, checks are just repeated."""
+    text = json.dumps(
+        {"about": "show1 hash stamps: sha256 of each file as last hashed by show1", "files": stamps},
+        indent=1,
+        sort_keys=True,
+    )
+    for stamp_file in stamp_files:
         tmp = stamp_file.with_name(stamp_file.name + ".tmp")
-        tmp.write_text(
-            json.dumps({"about": "show1 hash stamps: sha256 recorded by `show1 weights verify`",
-                        "files": stamps}, indent=1, sort_keys=True),
-            encoding="utf-8",
-        )
-        os.replace(tmp, stamp_file)
-    except OSError:
-        pass  # a read-only weights folder: checks just get repeated next time
+        try:
+            stamp_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, stamp_file)
+            return
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def _stamp_key(file_path: Path) -> tuple[str, int, int]:
@@ -542,8 +562,8 @@ def _status(
     progress: Progress | None = None,
 ) -> ComponentStatus:
     mode, root = component_root(comp, weights_dir)
-    stamp_file = _stamp_file(comp, mode, root)
-    stamps = _load_stamps(stamp_file)
+    stamp_files = _stamp_files(comp, mode, root)
+    stamps = _load_stamps(stamp_files)
     results = []
     changed = False
     for lf in comp.files:
@@ -553,7 +573,7 @@ def _status(
             changed = True
         results.append(status)
     if changed:
-        _save_stamps(stamp_file, stamps)
+        _save_stamps(stamp_files, stamps)
     return ComponentStatus(comp, mode, root, tuple(results))
 
 

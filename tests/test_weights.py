@@ -555,3 +555,49 @@ def test_pull_takes_the_alternative_name_the_hub_has(tmp_path, monkeypatch):
     (root / "unet" / "config.json").unlink()
     with pytest.raises(WeightsError, match="incomplete"):
         W.resolve_optional_component("IF-II-L-v1.0", wdir)
+
+
+def test_read_only_weights_folder_keeps_stamps_in_the_show1_cache(test_lock, tmp_path, monkeypatch):
+    wdir = tmp_path / "weights"
+    make_folder(wdir / "show-1-sr2")
+    (wdir / "show-1-sr2" / W.STAMP_NAME).mkdir()  # cannot be written as a file
+    calls = []
+    real_hash = W.hash_file
+    monkeypatch.setattr(W, "hash_file", lambda p, **kw: calls.append(p) or real_hash(p, **kw))
+    W.resolve_component("show-1-sr2", wdir)
+    W.resolve_component("show-1-sr2", wdir)
+    assert len(calls) == 3
+    assert any((tmp_path / "show1-cache" / "verified").glob("show-1-sr2-dir-*.json"))
+
+
+def test_pull_into_the_hub_cache_refuses_and_removes_a_bad_blob(test_lock, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    seen = []
+
+    def download(repo_id, filename, *, revision, token, cache_dir, force_download=False):
+        """Lay files out as huggingface_hub does: blobs plus snapshot links."""
+        seen.append(cache_dir)
+        data = FILES[filename]
+        if filename == "unet/config.json":
+            data = data.upper()  # same size, different bytes
+        repo = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+        blob = repo / "blobs" / sha256(data)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / revision / filename
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(blob)
+        return str(link)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(WeightsError, match="refused download of show-1-sr2: unet/config.json"):
+        W.pull_component("show-1-sr2")
+    cache = Path(os.environ["HF_HOME"]) / "hub"
+    assert set(seen) == {cache}
+    snapshot = cache / "models--showlab--show-1-sr2" / "snapshots" / REV
+    assert not (snapshot / "unet" / "config.json").exists()
+    assert not (snapshot.parents[1] / "blobs" / sha256(FILES["unet/config.json"].upper())).exists()
+    assert (snapshot / "unet" / "diffusion_pytorch_model.bin").is_file()
