@@ -691,6 +691,14 @@ def _network_error(comp: Component, exc: Exception, weights_dir: Path | None, ac
     return WeightsError(f"cannot {action} {comp.name}: {reason}")
 
 
+def _is_hub_failure(exc: Exception) -> bool:
+    """Errors that come from the hub or the network (whichever HTTP client huggingface_hub uses)."""
+    errors = _hub_errors()
+    if isinstance(exc, (errors.HfHubHTTPError, errors.HFValidationError, errors.LocalEntryNotFoundError, OSError)):
+        return True
+    return type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3")
+
+
 def _offline_error(comp: Component, action: str, weights_dir: Path | None) -> WeightsError:
     return WeightsError(
         f"cannot {action} {comp.name}: HF_HUB_OFFLINE is set, nothing can be downloaded",
@@ -816,7 +824,9 @@ def update_lock(
         entry = raw["components"][cname]
         try:
             info = api.model_info(comp.repo_id, revision=comp.revision or "main", files_metadata=True, token=token)
-        except Exception as exc:  # noqa: BLE001 - turned into one actionable line
+        except Exception as exc:
+            if not _is_hub_failure(exc):
+                raise  # a bug, not the network: keep the traceback
             raise _network_error(comp, exc, None, "look up") from exc
         if info.sha and entry.get("revision") != info.sha:
             changes.append(f"{cname}: revision {entry.get('revision')} -> {info.sha}")
