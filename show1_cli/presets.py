@@ -8,9 +8,10 @@ the command line with `--set section.key=value`. The result is an immutable, ful
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -93,7 +94,7 @@ class Preset:
     sr1: SR1Settings
     sr2: SR2Settings
 
-    def with_stages(self, stages: Iterable[str]) -> "Preset":
+    def with_stages(self, stages: Iterable[str]) -> Preset:
         """The same preset running other stages (validated like the file's own list)."""
         stages = tuple(stages)
         _check_stages(stages, self.source)
@@ -233,7 +234,7 @@ def _typed(source: str, key: str, value: Any, kind: type) -> Any:
 def _build_section(source: str, section: str, values: Any) -> Any:
     settings_type = SECTIONS[section]
     if not isinstance(values, dict):
-        raise InputError(f"{source}: section {section!r} must be a mapping, got {values!r}", f"see `show1 presets show default`")
+        raise InputError(f"{source}: section {section!r} must be a mapping, got {values!r}", "see `show1 presets show default`")
     known = {field.name: field.type for field in fields(settings_type)}
     for key in values:
         if key not in known:

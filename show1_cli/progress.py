@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from show1_cli.runtime import Runtime
 
@@ -58,7 +66,7 @@ class ChainProgress:
         self._chain_task = self._progress.add_task("chain", total=self.total_stages, rate="")
         self._stage_task: int | None = None
 
-    def __enter__(self) -> "ChainProgress":
+    def __enter__(self) -> ChainProgress:
         self._progress.start()
         return self
 

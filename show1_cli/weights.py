@@ -25,9 +25,9 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from show1_cli.errors import InputError, WeightsError
 from show1_cli.resources import data_path

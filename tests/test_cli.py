@@ -76,5 +76,7 @@ def test_the_installed_entry_point_runs_in_a_real_process(tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error:") and "sr1.stride" in bad.stderr and "Traceback" not in bad.stderr
-    shown = subprocess.run([sys.executable, "-m", "show1_cli", "presets", "show", "preview"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    shown = subprocess.run(
+        [sys.executable, "-m", "show1_cli", "presets", "show", "preview"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert shown.returncode == 0 and "interpolate" in shown.stdout and json.dumps(8.0) in shown.stdout

@@ -6,8 +6,9 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -53,12 +54,12 @@ PresetOption = Annotated[
     str, typer.Option("--preset", "-p", help="Preset name (see `show1 presets list`) or path to a YAML file.")
 ]
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one preset field, e.g. --set sr1.steps=50 (repeatable)."),
 ]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file (.mp4).", dir_okay=False)]
 SeedOption = Annotated[
-    Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same video on the same device. Random if omitted.")
+    int | None, typer.Option("--seed", help="Random seed; the same seed gives the same video on the same device. Random if omitted.")
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cuda, cuda:N or cpu.")]
 DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32.")]
@@ -71,7 +72,7 @@ OffloadOption = Annotated[
     ),
 ]
 WeightsDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--weights-dir",
         envvar="SHOW1_WEIGHTS_DIR",
@@ -146,7 +147,9 @@ def report_run(
             "output": str(output) if output else None,
             "seed": seed,
             "preset": preset,
-            "stages": {report.name: {"seconds": round(report.seconds, 3), "peak_memory_bytes": report.peak_memory_bytes} for report in reports},
+            "stages": {
+                report.name: {"seconds": round(report.seconds, 3), "peak_memory_bytes": report.peak_memory_bytes} for report in reports
+            },
             **(extra or {}),
         }
         typer.echo(json.dumps(summary))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 

@@ -6,7 +6,7 @@ The commands raise `Show1Error`s; the main CLI prints them as one line and exits
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,11 +26,11 @@ app = typer.Typer(
 )
 
 Names = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(metavar="NAME", help="Components (default: all in the lock).", show_default=False),
 ]
 PullNames = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(metavar="NAME", help="Components (default: all but the optional IF-II-L-v1.0).", show_default=False),
 ]
 
@@ -212,7 +212,7 @@ def path(names: Names = None, weights_dir: WeightsDirOption = None, debug: Debug
 def pull(
     names: PullNames = None,
     dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--dir",
             "--weights-dir",
@@ -222,7 +222,7 @@ def pull(
         ),
     ] = None,
     token: Annotated[
-        Optional[str], typer.Option("--token", help="Hub token (default: HF_TOKEN or `hf auth login`).")
+        str | None, typer.Option("--token", help="Hub token (default: HF_TOKEN or `hf auth login`).")
     ] = None,
     debug: DebugOption = False,
 ) -> None:
@@ -253,9 +253,9 @@ def lock_(
     update: Annotated[
         bool, typer.Option("--update", help="Fill in revisions, sizes and hashes from the hub (online).")
     ] = False,
-    token: Annotated[Optional[str], typer.Option("--token", help="Hub token for gated repositories.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="Hub token for gated repositories.")] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", dir_okay=False, help="Write the updated lock here.")
+        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Write the updated lock here.")
     ] = None,
     debug: DebugOption = False,
 ) -> None:

@@ -54,5 +54,7 @@ def run_stage(name: str, context: StageContext, video: torch.Tensor | None) -> t
     except ModuleNotFoundError as error:
         if error.name != f"{__name__}.{name}":
             raise
-        raise StageError(f"stage {name!r} is not available in this version of show1", "run the stages that are, see `show1 --help`") from None
+        raise StageError(
+            f"stage {name!r} is not available in this version of show1", "run the stages that are, see `show1 --help`"
+        ) from None
     return module.run(context, video)
