@@ -1,0 +1,139 @@
+"""The first frame of sr1: an image super-resolution of frame 0 that anchors the first window.
+
+The original upscales frame 0 with DeepFloyd's IF-II-L (an image model, 70 steps, guidance 4, noise
+level 150, same T5 prompt embeddings as the video stages) and puts it, un-noised, in the condition of
+sr1's first window; every later window is anchored on the frame before it, so this one image sets the
+detail the whole video inherits.
+
+IF-II-L is gated on the hub, so it is optional. `--first-frame`:
+- `if`: use IF-II-L (an error with the licence fix when it is not available);
+- `none`: no anchor - sr1's first window starts from its noised upscaled condition, like every other
+  frame of a window; the model handles that case for all other frames, so the result stays coherent,
+  only the first frame's detail comes from sr1 itself instead of a stronger image model;
+- `auto` (default): `if` when IF-II-L is present, else `none` with a warning saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from show1_cli.errors import InputError
+from show1_cli.stages import StageContext
+from show1_cli.stages.sr1 import denoise_conditioned, load_scheduler, upscale_condition
+
+logger = logging.getLogger("show1")
+
+COMPONENT = "IF-II-L-v1.0"
+CHOICES = ("auto", "if", "none")
+WHAT_IT_ADDS = (
+    "optional: upscales sr1's first frame with a stronger image model; the whole video is anchored on "
+    "that frame (sharper detail). Without it `--first-frame none` runs sr1 unanchored"
+)
+
+
+def choose(context: StageContext) -> str:
+    """Which first frame sr1 uses ("if" or "none"), recorded in `context.options["first_frame_used"]`."""
+    from show1_cli.weights import component_status, resolve_component
+
+    wanted = context.options.get("first_frame", "auto")
+    if wanted not in CHOICES:
+        raise InputError(f"unknown --first-frame {wanted!r}", f"use one of {', '.join(CHOICES)}")
+    if wanted == "if":
+        resolve_component(COMPONENT, context.weights_dir)  # WeightsError with the licence fix when missing
+        used = "if"
+    elif wanted == "none":
+        used = "none"
+    elif component_status(COMPONENT, context.weights_dir).any_present:
+        resolve_component(COMPONENT, context.weights_dir)  # present but broken: say so rather than fall back
+        used = "if"
+    else:
+        logger.warning(
+            "first frame: %s (gated) not found, sr1 runs without the first-frame anchor (--first-frame none); "
+            "see `show1 weights list` for what it adds",
+            COMPONENT,
+        )
+        used = "none"
+    if used == "if":
+        logger.info("first frame: upscaled with %s", COMPONENT)
+    context.options["first_frame_used"] = used
+    return used
+
+
+def upscale_image(
+    unet: torch.nn.Module,
+    scheduler,
+    image_noising_scheduler,
+    frame: torch.Tensor,
+    *,
+    height: int,
+    width: int,
+    prompt_embeds: torch.Tensor,
+    negative_embeds: torch.Tensor,
+    steps: int,
+    guidance_scale: float,
+    noise_level: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    tick: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Super-resolve one (3, h, w) frame in [-1, 1] to (3, height, width) with an IF-II image UNet."""
+    condition = upscale_condition(frame[None].to(device, torch.float32), height, width).to(dtype)
+    image = denoise_conditioned(
+        unet,
+        scheduler,
+        image_noising_scheduler,
+        condition,
+        prompt_embeds=prompt_embeds,
+        negative_embeds=negative_embeds,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        noise_level=noise_level,
+        generator=generator,
+        tick=tick,
+    )
+    return image[0].clamp(-1, 1)
+
+
+def upscale_first_frame(
+    context: StageContext,
+    frame: torch.Tensor,
+    height: int,
+    width: int,
+    prompt_embeds: torch.Tensor,
+    negative_embeds: torch.Tensor,
+    generator: torch.Generator,
+    tick: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """IF-II-L's upscaling of `frame` with the preset's first-frame settings (on the runtime's device)."""
+    from diffusers import UNet2DConditionModel
+
+    from show1_cli.weights import resolve_component
+
+    runtime = context.runtime
+    settings = context.preset.first_frame
+    root = resolve_component(COMPONENT, context.weights_dir)
+    unet = context.models.get(
+        f"{COMPONENT}/unet",
+        lambda: UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=runtime.dtype),
+    )
+    return upscale_image(
+        unet,
+        load_scheduler(root, "scheduler"),
+        load_scheduler(root, "image_noising_scheduler"),
+        frame,
+        height=height,
+        width=width,
+        prompt_embeds=prompt_embeds,
+        negative_embeds=negative_embeds,
+        steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        noise_level=settings.noise_level,
+        generator=generator,
+        device=runtime.device,
+        dtype=runtime.dtype,
+        tick=tick,
+    )
