@@ -100,9 +100,16 @@ def test_manifests_cover_every_block_type():
         config = manifest_config(name)
         used |= set(config["down_block_types"]) | set(config["up_block_types"]) | {config["mid_block_type"]}
     assert used == {
-        "ResnetDownsampleBlock3D", "SimpleCrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D",
-        "UNetMidBlock3DSimpleCrossAttn", "UNetMidBlock3DCrossAttn",
-        "SimpleCrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D", "ResnetUpsampleBlock3D",
+        "ResnetDownsampleBlock3D",
+        "SimpleCrossAttnDownBlock3D",
+        "CrossAttnDownBlock3D",
+        "DownBlock3D",
+        "UNetMidBlock3DSimpleCrossAttn",
+        "UNetMidBlock3DCrossAttn",
+        "SimpleCrossAttnUpBlock3D",
+        "CrossAttnUpBlock3D",
+        "UpBlock3D",
+        "ResnetUpsampleBlock3D",
     }
 
 
@@ -124,9 +131,7 @@ def test_real_configs_build_on_meta_with_the_published_size(name):
 def test_f_small_reproduces_the_original_output(f_small, f_small_io):
     assert f_small_io["sample"].shape[0] == 2  # the fixture is a batch of two videos
     with torch.no_grad():
-        output = f_small(
-            f_small_io["sample"], f_small_io["timestep"], f_small_io["encoder_hidden_states"]
-        ).sample
+        output = f_small(f_small_io["sample"], f_small_io["timestep"], f_small_io["encoder_hidden_states"]).sample
     assert output.shape == f_small_io["output"].shape
     torch.testing.assert_close(output, f_small_io["output"], atol=1e-4, rtol=0)
 
@@ -140,9 +145,7 @@ def test_f_small_through_diffusers_from_pretrained(f_small_io):
 
 def test_videos_of_a_batch_are_independent(f_small, f_small_io):
     with torch.no_grad():
-        second = f_small(
-            f_small_io["sample"][1:], f_small_io["timestep"][1:], f_small_io["encoder_hidden_states"][1:]
-        ).sample
+        second = f_small(f_small_io["sample"][1:], f_small_io["timestep"][1:], f_small_io["encoder_hidden_states"][1:]).sample
     torch.testing.assert_close(second[0], f_small_io["output"][1], atol=1e-4, rtol=0)
 
 
@@ -216,9 +219,7 @@ def test_attention_processors_can_be_swapped(f_small, f_small_io):
         f_small.set_default_attn_processor()
         assert all(type(p) in (AttnAddedKVProcessor, AttnProcessor) for p in f_small.attn_processors.values())
         with torch.no_grad():
-            output = f_small(
-                f_small_io["sample"], f_small_io["timestep"], f_small_io["encoder_hidden_states"]
-            ).sample
+            output = f_small(f_small_io["sample"], f_small_io["timestep"], f_small_io["encoder_hidden_states"]).sample
         torch.testing.assert_close(output, f_small_io["output"], atol=1e-4, rtol=0)
     finally:
         f_small.set_attn_processor(dict(processors))  # (it consumes the dict it is given)

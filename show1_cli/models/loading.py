@@ -89,9 +89,7 @@ def check_state_dict(
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
     if mismatched:
-        shown = ", ".join(
-            f"{name} (file {list(found[name])}, model {list(expected[name])})" for name in mismatched[:_SHOWN_KEYS]
-        )
+        shown = ", ".join(f"{name} (file {list(found[name])}, model {list(expected[name])})" for name in mismatched[:_SHOWN_KEYS])
         more = f" and {len(mismatched) - _SHOWN_KEYS} more" if len(mismatched) > _SHOWN_KEYS else ""
         problems.append(f"{len(mismatched)} shape mismatch(es): {shown}{more}")
     against = f"the UNet built from {config_path}" if config_path else "the UNet"

@@ -130,9 +130,7 @@ AttentionSettings = SimpleAttentionSettings | TransformerAttentionSettings
 
 
 def _temporal_conv(channels: int) -> TemporalConvLayer:
-    return TemporalConvLayer(
-        channels, channels, dropout=TEMPORAL_CONV_DROPOUT, norm_num_groups=TEMPORAL_CONV_NORM_GROUPS
-    )
+    return TemporalConvLayer(channels, channels, dropout=TEMPORAL_CONV_DROPOUT, norm_num_groups=TEMPORAL_CONV_NORM_GROUPS)
 
 
 def _temporal_attention(channels: int, *, heads: int, head_dim: int, groups: int) -> TransformerTemporalModel:
@@ -146,9 +144,7 @@ def _temporal_attention(channels: int, *, heads: int, head_dim: int, groups: int
 
 
 class _Block3D(nn.Module):
-    """Shared machinery: the per-layer sequence and gradient checkpointing of one layer at a time."""
-
-    has_cross_attention = False
+    """Shared machinery: the layer sequence, and gradient checkpointing one layer at a time."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -156,18 +152,19 @@ class _Block3D(nn.Module):
         self.temp_convs = nn.ModuleList()
         self.attentions: nn.ModuleList | None = None
         self.temp_attentions: nn.ModuleList | None = None
-        # Set by `ModelMixin.enable_gradient_checkpointing`, together with `_gradient_checkpointing_func`.
+        # Switched by `ModelMixin.enable_gradient_checkpointing`, which also sets `_gradient_checkpointing_func`.
         self.gradient_checkpointing = False
 
-    def _init_layers(self, channels: list[tuple[int, int]], resnet: ResnetSettings, attention: AttentionSettings | None):
-        """One resnet + temporal conv (+ spatial and temporal attention) per `(in, out)` channel pair."""
+    def _add_resnets(self, channels: list[tuple[int, int]], resnet: ResnetSettings) -> None:
+        """A resnet and its temporal conv per `(in, out)` channel pair."""
         for in_channels, out_channels in channels:
             self.resnets.append(resnet.build(in_channels, out_channels))
             self.temp_convs.append(_temporal_conv(out_channels))
-        if attention is not None:
-            self.has_cross_attention = True
-            self.attentions = nn.ModuleList(attention.build_spatial(out, resnet.groups) for _, out in channels)
-            self.temp_attentions = nn.ModuleList(attention.build_temporal(out, resnet.groups) for _, out in channels)
+
+    def _add_attentions(self, channels: list[int], attention: AttentionSettings, norm_groups: int) -> None:
+        """A spatial attention and its temporal attention per entry of `channels`."""
+        self.attentions = nn.ModuleList(attention.build_spatial(c, norm_groups) for c in channels)
+        self.temp_attentions = nn.ModuleList(attention.build_temporal(c, norm_groups) for c in channels)
 
     def _checkpointed(self, function, *args):
         if self.gradient_checkpointing and torch.is_grad_enabled():
@@ -183,18 +180,14 @@ class _Block3D(nn.Module):
         num_frames: int,
         cross_attention_kwargs: dict[str, Any] | None,
     ) -> torch.Tensor:
-        run = functools.partial(
-            self._run_layer, index, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs
-        )
+        run = functools.partial(self._run_layer, index, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs)
         return self._checkpointed(run, hidden_states, temb, encoder_hidden_states)
 
     def _run_layer(self, index, hidden_states, temb, encoder_hidden_states, *, num_frames, cross_attention_kwargs):
         hidden_states = self.resnets[index](hidden_states, temb)
         hidden_states = self.temp_convs[index](hidden_states, num_frames=num_frames)
         if self.attentions is not None:
-            hidden_states = _spatial_attention(
-                self.attentions[index], hidden_states, encoder_hidden_states, cross_attention_kwargs
-            )
+            hidden_states = _spatial_attention(self.attentions[index], hidden_states, encoder_hidden_states, cross_attention_kwargs)
             hidden_states = self.temp_attentions[index](
                 hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
             )[0]
@@ -221,32 +214,43 @@ def _resample(sampler: nn.Module, hidden_states: torch.Tensor, temb: torch.Tenso
     return sampler(hidden_states)
 
 
-# ----------------------------------------------------------------------------------------------- down
+# Block styles: IF blocks resample with ResNets (which take the time embedding) and use the IF-only ResNet
+# settings (`resnet_out_scale_factor`, `resnet_skip_time_act`); ModelScope blocks use plain ResNets and
+# strided-conv / nearest+conv resamplers.
+IF_STYLE = "if"
+MODELSCOPE_STYLE = "modelscope"
 
 
 class _DownBlock3D(_Block3D):
+    """Layers `(in -> out), (out -> out), ...`, then a downsampler unless the block is the last."""
+
+    style: str
+    attention_settings: type | None = None  # the settings type of the block's attention, if it has one
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         num_layers: int,
         resnet: ResnetSettings,
-        attention: AttentionSettings | None,
-        downsampler: str | None,
+        attention: AttentionSettings | None = None,
+        add_downsample: bool = True,
         downsample_padding: int = 1,
     ):
         super().__init__()
-        self._init_layers([(in_channels if i == 0 else out_channels, out_channels) for i in range(num_layers)],
-                          resnet, attention)
-        if downsampler == "resnet":
-            self.downsamplers = nn.ModuleList([resnet.build(out_channels, out_channels, down=True)])
-        elif downsampler == "conv":
-            self.downsamplers = nn.ModuleList(
-                [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding,
-                              name="op")]
-            )
-        else:
+        _check_attention(self, attention)
+        self._add_resnets([(in_channels if i == 0 else out_channels, out_channels) for i in range(num_layers)], resnet)
+        if attention is not None:
+            self._add_attentions([out_channels] * num_layers, attention, resnet.groups)
+
+        if not add_downsample:
             self.downsamplers = None
+        elif self.style == IF_STYLE:
+            self.downsamplers = nn.ModuleList([resnet.build(out_channels, out_channels, down=True)])
+        else:
+            self.downsamplers = nn.ModuleList(
+                [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op")]
+            )
 
     def forward(
         self,
@@ -256,11 +260,10 @@ class _DownBlock3D(_Block3D):
         num_frames: int = 1,
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Returns the block output and the skip connections (one per layer, plus the downsampled one)."""
         output_states = ()
         for index in range(len(self.resnets)):
-            hidden_states = self._layer(
-                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
-            )
+            hidden_states = self._layer(index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs)
             output_states += (hidden_states,)
 
         if self.downsamplers is not None:
@@ -271,43 +274,40 @@ class _DownBlock3D(_Block3D):
 
 
 class ResnetDownsampleBlock3D(_DownBlock3D):
-    """IF-style ResNet block whose downsampler is a ResNet (`down=True`)."""
+    """IF style: ResNet layers, ResNet downsampler."""
 
-    def __init__(self, in_channels, out_channels, num_layers, resnet: ResnetSettings, add_downsample=True):
-        super().__init__(in_channels, out_channels, num_layers, resnet, None, "resnet" if add_downsample else None)
+    style = IF_STYLE
 
 
 class SimpleCrossAttnDownBlock3D(_DownBlock3D):
-    """IF-style ResNet + added-KV attention block, ResNet downsampler."""
+    """IF style: ResNet + added-KV attention layers, ResNet downsampler."""
 
-    def __init__(self, in_channels, out_channels, num_layers, resnet: ResnetSettings,
-                 attention: SimpleAttentionSettings, add_downsample=True):
-        super().__init__(in_channels, out_channels, num_layers, resnet, attention,
-                         "resnet" if add_downsample else None)
+    style = IF_STYLE
+    attention_settings = SimpleAttentionSettings
 
 
 class CrossAttnDownBlock3D(_DownBlock3D):
-    """ModelScope-style ResNet + Transformer2D block, strided-conv downsampler."""
+    """ModelScope style: ResNet + Transformer2D layers, strided-conv downsampler."""
 
-    def __init__(self, in_channels, out_channels, num_layers, resnet: ResnetSettings,
-                 attention: TransformerAttentionSettings, add_downsample=True, downsample_padding=1):
-        super().__init__(in_channels, out_channels, num_layers, resnet, attention,
-                         "conv" if add_downsample else None, downsample_padding)
+    style = MODELSCOPE_STYLE
+    attention_settings = TransformerAttentionSettings
 
 
 class DownBlock3D(_DownBlock3D):
-    """ModelScope-style ResNet block, strided-conv downsampler."""
+    """ModelScope style: ResNet layers, strided-conv downsampler."""
 
-    def __init__(self, in_channels, out_channels, num_layers, resnet: ResnetSettings, add_downsample=True,
-                 downsample_padding=1):
-        super().__init__(in_channels, out_channels, num_layers, resnet, None, "conv" if add_downsample else None,
-                         downsample_padding)
+    style = MODELSCOPE_STYLE
 
 
 # ------------------------------------------------------------------------------------------------- up
 
 
 class _UpBlock3D(_Block3D):
+    """Layers on `[hidden, skip]` concatenations, then an upsampler unless the block is the last."""
+
+    style: str
+    attention_settings: type | None = None
+
     def __init__(
         self,
         in_channels: int,
@@ -315,28 +315,32 @@ class _UpBlock3D(_Block3D):
         out_channels: int,
         num_layers: int,
         resnet: ResnetSettings,
-        attention: AttentionSettings | None,
-        upsampler: str | None,
+        attention: AttentionSettings | None = None,
+        add_upsample: bool = True,
     ):
         super().__init__()
-        # Layer i takes [hidden (previous layer or block), skip]; the last skip comes from the level below.
+        _check_attention(self, attention)
+        # Layer i takes [hidden (block input or previous layer), skip]; the last skip comes from the level above.
         channels = []
         for i in range(num_layers):
             hidden_channels = prev_output_channel if i == 0 else out_channels
             skip_channels = in_channels if i == num_layers - 1 else out_channels
             channels.append((hidden_channels + skip_channels, out_channels))
-        self._init_layers(channels, resnet, attention)
-        if upsampler == "resnet":
-            self.upsamplers = nn.ModuleList([resnet.build(out_channels, out_channels, up=True)])
-        elif upsampler == "conv":
-            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
-        else:
+        self._add_resnets(channels, resnet)
+        if attention is not None:
+            self._add_attentions([out_channels] * num_layers, attention, resnet.groups)
+
+        if not add_upsample:
             self.upsamplers = None
+        elif self.style == IF_STYLE:
+            self.upsamplers = nn.ModuleList([resnet.build(out_channels, out_channels, up=True)])
+        else:
+            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
 
     @property
     def can_force_upsample_size(self) -> bool:
         """IF-style ResNet upsamplers always double; only the nearest+conv one takes an output size."""
-        return self.upsamplers is None or not isinstance(self.upsamplers[0], ResnetBlock2D)
+        return self.upsamplers is None or self.style != IF_STYLE
 
     def forward(
         self,
@@ -348,13 +352,12 @@ class _UpBlock3D(_Block3D):
         upsample_size: tuple[int, int] | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        """Consumes one skip connection per layer, last first."""
         for index in range(len(self.resnets)):
             skip = res_hidden_states_tuple[-1]
             res_hidden_states_tuple = res_hidden_states_tuple[:-1]
             hidden_states = torch.cat([hidden_states, skip], dim=1)
-            hidden_states = self._layer(
-                index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs
-            )
+            hidden_states = self._layer(index, hidden_states, temb, encoder_hidden_states, num_frames, cross_attention_kwargs)
 
         if self.upsamplers is not None:
             for upsampler in self.upsamplers:
@@ -363,39 +366,29 @@ class _UpBlock3D(_Block3D):
 
 
 class ResnetUpsampleBlock3D(_UpBlock3D):
-    """IF-style ResNet block whose upsampler is a ResNet (`up=True`)."""
+    """IF style: ResNet layers, ResNet upsampler."""
 
-    def __init__(self, in_channels, prev_output_channel, out_channels, num_layers, resnet: ResnetSettings,
-                 add_upsample=True):
-        super().__init__(in_channels, prev_output_channel, out_channels, num_layers, resnet, None,
-                         "resnet" if add_upsample else None)
+    style = IF_STYLE
 
 
 class SimpleCrossAttnUpBlock3D(_UpBlock3D):
-    """IF-style ResNet + added-KV attention block, ResNet upsampler."""
+    """IF style: ResNet + added-KV attention layers, ResNet upsampler."""
 
-    def __init__(self, in_channels, prev_output_channel, out_channels, num_layers, resnet: ResnetSettings,
-                 attention: SimpleAttentionSettings, add_upsample=True):
-        super().__init__(in_channels, prev_output_channel, out_channels, num_layers, resnet, attention,
-                         "resnet" if add_upsample else None)
+    style = IF_STYLE
+    attention_settings = SimpleAttentionSettings
 
 
 class CrossAttnUpBlock3D(_UpBlock3D):
-    """ModelScope-style ResNet + Transformer2D block, nearest + conv upsampler."""
+    """ModelScope style: ResNet + Transformer2D layers, nearest + conv upsampler."""
 
-    def __init__(self, in_channels, prev_output_channel, out_channels, num_layers, resnet: ResnetSettings,
-                 attention: TransformerAttentionSettings, add_upsample=True):
-        super().__init__(in_channels, prev_output_channel, out_channels, num_layers, resnet, attention,
-                         "conv" if add_upsample else None)
+    style = MODELSCOPE_STYLE
+    attention_settings = TransformerAttentionSettings
 
 
 class UpBlock3D(_UpBlock3D):
-    """ModelScope-style ResNet block, nearest + conv upsampler."""
+    """ModelScope style: ResNet layers, nearest + conv upsampler."""
 
-    def __init__(self, in_channels, prev_output_channel, out_channels, num_layers, resnet: ResnetSettings,
-                 add_upsample=True):
-        super().__init__(in_channels, prev_output_channel, out_channels, num_layers, resnet, None,
-                         "conv" if add_upsample else None)
+    style = MODELSCOPE_STYLE
 
 
 # ------------------------------------------------------------------------------------------------ mid
@@ -404,11 +397,14 @@ class UpBlock3D(_UpBlock3D):
 class _MidBlock3D(_Block3D):
     """resnet, temporal conv, then per attention layer: attention, temporal attention, resnet, temporal conv."""
 
-    def __init__(self, channels: int, resnet: ResnetSettings, attention: AttentionSettings, num_layers: int = 1):
+    style: str
+    attention_settings: type
+
+    def __init__(self, in_channels: int, resnet: ResnetSettings, attention: AttentionSettings, num_layers: int = 1):
         super().__init__()
-        self._init_layers([(channels, channels)] * num_layers, resnet, attention)
-        self.resnets.insert(0, resnet.build(channels, channels))
-        self.temp_convs.insert(0, _temporal_conv(channels))
+        _check_attention(self, attention)
+        self._add_resnets([(in_channels, in_channels)] * (num_layers + 1), resnet)
+        self._add_attentions([in_channels] * num_layers, attention, resnet.groups)
 
     def forward(
         self,
@@ -421,8 +417,7 @@ class _MidBlock3D(_Block3D):
         run = functools.partial(self._run_first_resnet, num_frames=num_frames)
         hidden_states = self._checkpointed(run, hidden_states, temb)
         for index in range(len(self.attentions)):
-            run = functools.partial(self._run_mid_layer, index, num_frames=num_frames,
-                                    cross_attention_kwargs=cross_attention_kwargs)
+            run = functools.partial(self._run_mid_layer, index, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs)
             hidden_states = self._checkpointed(run, hidden_states, temb, encoder_hidden_states)
         return hidden_states
 
@@ -431,9 +426,7 @@ class _MidBlock3D(_Block3D):
         return self.temp_convs[0](hidden_states, num_frames=num_frames)
 
     def _run_mid_layer(self, index, hidden_states, temb, encoder_hidden_states, *, num_frames, cross_attention_kwargs):
-        hidden_states = _spatial_attention(
-            self.attentions[index], hidden_states, encoder_hidden_states, cross_attention_kwargs
-        )
+        hidden_states = _spatial_attention(self.attentions[index], hidden_states, encoder_hidden_states, cross_attention_kwargs)
         hidden_states = self.temp_attentions[index](
             hidden_states, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
         )[0]
@@ -442,25 +435,50 @@ class _MidBlock3D(_Block3D):
 
 
 class UNetMidBlock3DSimpleCrossAttn(_MidBlock3D):
-    """IF-style mid block (added-KV attention)."""
+    """IF style mid block (added-KV attention)."""
 
-    def __init__(self, in_channels, resnet: ResnetSettings, attention: SimpleAttentionSettings, num_layers=1):
-        super().__init__(in_channels, resnet, attention, num_layers)
+    style = IF_STYLE
+    attention_settings = SimpleAttentionSettings
 
 
 class UNetMidBlock3DCrossAttn(_MidBlock3D):
-    """ModelScope-style mid block (Transformer2D attention)."""
+    """ModelScope style mid block (Transformer2D attention)."""
 
-    def __init__(self, in_channels, resnet: ResnetSettings, attention: TransformerAttentionSettings, num_layers=1):
-        super().__init__(in_channels, resnet, attention, num_layers)
+    style = MODELSCOPE_STYLE
+    attention_settings = TransformerAttentionSettings
+
+
+def _check_attention(block: _Block3D, attention: AttentionSettings | None) -> None:
+    expected = block.attention_settings
+    if (attention is None) != (expected is None) or (expected is not None and not isinstance(attention, expected)):
+        wanted = expected.__name__ if expected else "no attention settings"
+        raise TypeError(f"{type(block).__name__} takes {wanted}, got {type(attention).__name__}")
 
 
 # -------------------------------------------------------------------------------------------- factory
 
+DOWN_BLOCKS = {cls.__name__: cls for cls in (ResnetDownsampleBlock3D, SimpleCrossAttnDownBlock3D, CrossAttnDownBlock3D, DownBlock3D)}
+UP_BLOCKS = {cls.__name__: cls for cls in (ResnetUpsampleBlock3D, SimpleCrossAttnUpBlock3D, CrossAttnUpBlock3D, UpBlock3D)}
+MID_BLOCKS = {cls.__name__: cls for cls in (UNetMidBlock3DSimpleCrossAttn, UNetMidBlock3DCrossAttn)}
 
-def _modelscope_resnet(resnet: ResnetSettings, *, keep_scale: bool = False) -> ResnetSettings:
-    """ModelScope-style blocks ignore `resnet_skip_time_act` and `resnet_out_scale_factor` (config routing)."""
-    return replace(resnet, skip_time_act=False, output_scale_factor=resnet.output_scale_factor if keep_scale else 1.0)
+
+def _block_class(kind: str, registry: dict[str, type], name: str) -> type:
+    if name not in registry:
+        raise ValueError(f"Unknown {kind} block type {name!r}; expected one of {sorted(registry)}.")
+    return registry[name]
+
+
+def _routed(block_class: type, resnet: ResnetSettings, attention: dict[type, AttentionSettings]) -> dict:
+    """The settings a block type takes (config routing of the original).
+
+    `resnet` carries the IF-only extras, which ModelScope blocks drop (keeping a mid block's scale factor,
+    which comes from `mid_block_scale_factor`); each block gets the attention settings of its own kind.
+    """
+    if block_class.style == MODELSCOPE_STYLE:
+        scale = resnet.output_scale_factor if issubclass(block_class, _MidBlock3D) else 1.0
+        resnet = replace(resnet, skip_time_act=False, output_scale_factor=scale)
+    settings = attention[block_class.attention_settings] if block_class.attention_settings else None
+    return dict(resnet=resnet, attention=settings)
 
 
 def get_down_block(
@@ -475,23 +493,17 @@ def get_down_block(
     transformer_attention: TransformerAttentionSettings,
     downsample_padding: int = 1,
 ) -> _DownBlock3D:
-    """Build a down block by its config name; each type takes only the settings it uses.
-
-    `resnet` carries the IF-style extras (`resnet_out_scale_factor`, `resnet_skip_time_act`), which only
-    the IF-style blocks use; `downsample_padding` only matters to the strided-conv downsamplers.
-    """
-    common = dict(in_channels=in_channels, out_channels=out_channels, num_layers=num_layers,
-                  add_downsample=add_downsample)
-    if down_block_type == "ResnetDownsampleBlock3D":
-        return ResnetDownsampleBlock3D(**common, resnet=resnet)
-    if down_block_type == "SimpleCrossAttnDownBlock3D":
-        return SimpleCrossAttnDownBlock3D(**common, resnet=resnet, attention=simple_attention)
-    if down_block_type == "CrossAttnDownBlock3D":
-        return CrossAttnDownBlock3D(**common, resnet=_modelscope_resnet(resnet), attention=transformer_attention,
-                                    downsample_padding=downsample_padding)
-    if down_block_type == "DownBlock3D":
-        return DownBlock3D(**common, resnet=_modelscope_resnet(resnet), downsample_padding=downsample_padding)
-    raise ValueError(f"Unknown down block type {down_block_type!r}; expected one of {DOWN_BLOCK_TYPES}.")
+    """Build a down block by its config name from the settings of both block styles."""
+    block_class = _block_class("down", DOWN_BLOCKS, down_block_type)
+    attention = {SimpleAttentionSettings: simple_attention, TransformerAttentionSettings: transformer_attention}
+    return block_class(
+        in_channels,
+        out_channels,
+        num_layers,
+        add_downsample=add_downsample,
+        downsample_padding=downsample_padding,
+        **_routed(block_class, resnet, attention),
+    )
 
 
 def get_up_block(
@@ -506,18 +518,17 @@ def get_up_block(
     simple_attention: SimpleAttentionSettings,
     transformer_attention: TransformerAttentionSettings,
 ) -> _UpBlock3D:
-    """Build an up block by its config name (see `get_down_block` for the routing of `resnet`)."""
-    common = dict(in_channels=in_channels, prev_output_channel=prev_output_channel, out_channels=out_channels,
-                  num_layers=num_layers, add_upsample=add_upsample)
-    if up_block_type == "ResnetUpsampleBlock3D":
-        return ResnetUpsampleBlock3D(**common, resnet=resnet)
-    if up_block_type == "SimpleCrossAttnUpBlock3D":
-        return SimpleCrossAttnUpBlock3D(**common, resnet=resnet, attention=simple_attention)
-    if up_block_type == "CrossAttnUpBlock3D":
-        return CrossAttnUpBlock3D(**common, resnet=_modelscope_resnet(resnet), attention=transformer_attention)
-    if up_block_type == "UpBlock3D":
-        return UpBlock3D(**common, resnet=_modelscope_resnet(resnet))
-    raise ValueError(f"Unknown up block type {up_block_type!r}; expected one of {UP_BLOCK_TYPES}.")
+    """Build an up block by its config name from the settings of both block styles."""
+    block_class = _block_class("up", UP_BLOCKS, up_block_type)
+    attention = {SimpleAttentionSettings: simple_attention, TransformerAttentionSettings: transformer_attention}
+    return block_class(
+        in_channels,
+        prev_output_channel,
+        out_channels,
+        num_layers,
+        add_upsample=add_upsample,
+        **_routed(block_class, resnet, attention),
+    )
 
 
 def get_mid_block(
@@ -528,16 +539,9 @@ def get_mid_block(
     simple_attention: SimpleAttentionSettings,
     transformer_attention: TransformerAttentionSettings,
 ) -> _MidBlock3D | None:
-    """Build the mid block; `resnet.output_scale_factor` is the config's `mid_block_scale_factor` here."""
-    if mid_block_type == "UNetMidBlock3DSimpleCrossAttn":
-        return UNetMidBlock3DSimpleCrossAttn(in_channels, resnet, simple_attention)
-    if mid_block_type == "UNetMidBlock3DCrossAttn":
-        return UNetMidBlock3DCrossAttn(in_channels, _modelscope_resnet(resnet, keep_scale=True), transformer_attention)
+    """Build the mid block (None for none); `resnet.output_scale_factor` is `mid_block_scale_factor` here."""
     if mid_block_type is None:
         return None
-    raise ValueError(f"Unknown mid block type {mid_block_type!r}; expected one of {MID_BLOCK_TYPES}.")
-
-
-DOWN_BLOCK_TYPES = ("ResnetDownsampleBlock3D", "SimpleCrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D")
-UP_BLOCK_TYPES = ("ResnetUpsampleBlock3D", "SimpleCrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D")
-MID_BLOCK_TYPES = ("UNetMidBlock3DSimpleCrossAttn", "UNetMidBlock3DCrossAttn")
+    block_class = _block_class("mid", MID_BLOCKS, mid_block_type)
+    attention = {SimpleAttentionSettings: simple_attention, TransformerAttentionSettings: transformer_attention}
+    return block_class(in_channels, **_routed(block_class, resnet, attention))

@@ -26,7 +26,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.activations import get_activation
 from diffusers.models.attention import AttentionMixin
-from diffusers.models.attention_processor import AttnAddedKVProcessor, AttnProcessor
+from diffusers.models.attention_processor import Attention, AttnAddedKVProcessor, AttnProcessor
 from diffusers.models.embeddings import TextTimeEmbedding, TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
@@ -167,9 +167,7 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         cross_only = _per_block(only_cross_attention, num_blocks, "only_cross_attention")
 
         # input
-        self.conv_in = nn.Conv2d(
-            in_channels, block_out_channels[0], kernel_size=conv_in_kernel, padding=(conv_in_kernel - 1) // 2
-        )
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=conv_in_kernel, padding=(conv_in_kernel - 1) // 2)
         if transfromer_in_opt:
             self.transformer_in = TransformerTemporalModel(
                 num_attention_heads=TRANSFORMER_IN_HEADS,
@@ -194,8 +192,12 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         )
         self._init_encoder_hid_proj(encoder_hid_dim, encoder_hid_dim_type, cross_dims[0])
         self.class_embedding = self._build_class_embedding(
-            class_embed_type, num_class_embeds, projection_class_embeddings_input_dim, act_fn,
-            timestep_input_dim, time_embed_dim,
+            class_embed_type,
+            num_class_embeds,
+            projection_class_embeddings_input_dim,
+            act_fn,
+            timestep_input_dim,
+            time_embed_dim,
         )
         if addition_embed_type == "text":
             self.add_embedding = TextTimeEmbedding(
@@ -251,8 +253,7 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
                     add_downsample=i < num_blocks - 1,
                     resnet=resnet_settings(resnet_out_scale_factor),
                     downsample_padding=downsample_padding,
-                    **attention_settings(head_dims[i] or output_channel, num_heads[i], cross_dims[i],
-                                         transformer_layers[i], cross_only[i]),
+                    **attention_settings(head_dims[i] or output_channel, num_heads[i], cross_dims[i], transformer_layers[i], cross_only[i]),
                 )
             )
 
@@ -261,8 +262,13 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
             mid_block_type,
             in_channels=block_out_channels[-1],
             resnet=resnet_settings(mid_block_scale_factor),
-            **attention_settings(head_dims[-1] or block_out_channels[-1], num_heads[-1], cross_dims[-1], transformer_layers[-1],
-                                 mid_block_only_cross_attention),
+            **attention_settings(
+                head_dims[-1] or block_out_channels[-1],
+                num_heads[-1],
+                cross_dims[-1],
+                transformer_layers[-1],
+                mid_block_only_cross_attention,
+            ),
         )
 
         # up: mirrored, except that IF-style head sizes keep the down-block index (as in the original).
@@ -286,8 +292,13 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
                     num_layers=reversed_layers[i] + 1,
                     add_upsample=i < num_blocks - 1,
                     resnet=resnet_settings(resnet_out_scale_factor),
-                    **attention_settings(head_dims[i] or output_channel, reversed_heads[i], reversed_cross_dims[i],
-                                         reversed_transformer_layers[i], reversed_cross_only[i]),
+                    **attention_settings(
+                        head_dims[i] or output_channel,
+                        reversed_heads[i],
+                        reversed_cross_dims[i],
+                        reversed_transformer_layers[i],
+                        reversed_cross_only[i],
+                    ),
                 )
             )
         self.num_upsamplers = num_blocks - 1
@@ -295,9 +306,7 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         # out
         self.conv_norm_out = nn.GroupNorm(num_channels=block_out_channels[0], num_groups=norm_num_groups, eps=norm_eps)
         self.conv_act = get_activation(act_fn)
-        self.conv_out = nn.Conv2d(
-            block_out_channels[0], out_channels, kernel_size=conv_out_kernel, padding=(conv_out_kernel - 1) // 2
-        )
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=conv_out_kernel, padding=(conv_out_kernel - 1) // 2)
 
     def _init_encoder_hid_proj(self, encoder_hid_dim, encoder_hid_dim_type, cross_attention_dim):
         if encoder_hid_dim_type is None and encoder_hid_dim is not None:
@@ -334,8 +343,9 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         """Use the plain (non-SDPA) processors: added-KV for IF-style attention, classic for the rest."""
         self.set_attn_processor(
             {
-                name: AttnAddedKVProcessor() if "AddedKV" in type(processor).__name__ else AttnProcessor()
-                for name, processor in self.attn_processors.items()
+                f"{name}.processor": AttnAddedKVProcessor() if module.added_kv_proj_dim is not None else AttnProcessor()
+                for name, module in self.named_modules()
+                if isinstance(module, Attention)
             }
         )
 
@@ -385,16 +395,17 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
             encoder_hidden_states = self.encoder_hid_proj(encoder_hidden_states)
         return emb, encoder_hidden_states
 
-    def _check_size(self, height: int, width: int) -> tuple[bool, int]:
+    def _needs_upsample_sizes(self, height: int, width: int) -> bool:
+        """Whether the upsamplers must be told their output size (H or W not a multiple of 2^upsamplers)."""
         factor = 2**self.num_upsamplers
         if height % factor == 0 and width % factor == 0:
-            return False, factor
+            return False
         if not all(block.can_force_upsample_size for block in self.up_blocks):
             raise ValueError(
                 f"Height and width must be multiples of {factor} for this UNet (got {height}x{width}): "
                 "its ResNet upsamplers always double the size."
             )
-        return True, factor
+        return True
 
     def forward(
         self,
@@ -418,7 +429,7 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
             return_dict: return a `UNet3DConditionOutput` rather than a 1-tuple.
         """
         batch_size, _, num_frames, height, width = sample.shape
-        forward_upsample_size, _ = self._check_size(height, width)
+        forward_upsample_size = self._needs_upsample_sizes(height, width)
 
         if self.config.center_input_sample:
             sample = 2 * sample - 1.0
@@ -432,9 +443,7 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         sample = sample.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, -1, height, width)
         sample = self.conv_in(sample)
         if self.transformer_in is not None:
-            sample = self.transformer_in(
-                sample, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
-            )[0]
+            sample = self.transformer_in(sample, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs, return_dict=False)[0]
 
         block_kwargs = dict(
             encoder_hidden_states=encoder_hidden_states,
@@ -449,8 +458,8 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
         if self.mid_block is not None:
             sample = self.mid_block(sample, emb, **block_kwargs)
 
-        for i, up_block in enumerate(self.up_blocks):
-            block_skips, skips = skips[-len(up_block.resnets):], skips[: -len(up_block.resnets)]
+        for up_block in self.up_blocks:
+            block_skips, skips = skips[-len(up_block.resnets) :], skips[: -len(up_block.resnets)]
             upsample_size = skips[-1].shape[2:] if forward_upsample_size and skips else None
             sample = up_block(sample, block_skips, emb, upsample_size=upsample_size, **block_kwargs)
 
