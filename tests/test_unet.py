@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
@@ -120,9 +121,17 @@ def test_real_configs_build_on_meta_with_the_published_size(name):
         model = UNet3DConditionModel.from_config(config)
     assert all(param.is_meta for param in model.parameters())
     assert sum(param.numel() for param in model.parameters()) == REAL_PARAMETER_COUNTS[name]
-    # the misspelled key is kept as the checkpoints spell it
+    # every key of the showlab config is a constructor argument, the misspelled one as it is spelled there
+    accepted = set(inspect.signature(UNet3DConditionModel.__init__).parameters)
+    assert sorted(set(config) - {"_class_name", "_diffusers_version"} - accepted) == []
     assert model.config.transfromer_in_opt == config["transfromer_in_opt"]
     assert (model.transformer_in is not None) == config["transfromer_in_opt"]
+
+
+def test_unknown_block_type_is_reported():
+    config = dict(manifest_config("f_small"), down_block_types=["ResnetDownsampleBlock3D", "AttnDownBlock3D"])
+    with pytest.raises(ValueError, match="Unknown down block type 'AttnDownBlock3D'"):
+        UNet3DConditionModel.from_config(config)
 
 
 # --------------------------------------------------------------------------------- numbers
