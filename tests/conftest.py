@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,14 @@ def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_weights(tmp_path_factory.mktemp("tiny-weights"))
 
 
-@pytest.fixture
-def tiny_weights(tiny_weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The tiny checkpoints as this test's weights: SHOW1_WEIGHTS_DIR and SHOW1_WEIGHTS_LOCK point at them."""
-    monkeypatch.setenv("SHOW1_WEIGHTS_DIR", str(tiny_weights_dir))
-    monkeypatch.setenv("SHOW1_WEIGHTS_LOCK", str(tiny_weights_dir / "weights.lock"))
-    return tiny_weights_dir
+@pytest.fixture(scope="module")
+def tiny_weights(tiny_weights_dir: Path) -> Iterator[Path]:
+    """The tiny checkpoints as the weights of a test module: SHOW1_WEIGHTS_DIR and SHOW1_WEIGHTS_LOCK point
+    at them until the module's tests are done (module scope, so module fixtures can run the CLI)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHOW1_WEIGHTS_DIR", str(tiny_weights_dir))
+        patch.setenv("SHOW1_WEIGHTS_LOCK", str(tiny_weights_dir / "weights.lock"))
+        yield tiny_weights_dir
 
 
 def run_cli(*args: str | os.PathLike[str]) -> Result:

@@ -27,8 +27,9 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -353,7 +354,8 @@ def write_clip_tokenizer(folder: Path) -> None:
     vocab += ["".join(pair) for pair in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(vocab)}, ensure_ascii=False), encoding="utf-8")
+    ids = {token: index for index, token in enumerate(vocab)}
+    (folder / "vocab.json").write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     special = {
         "bos_token": "<|startoftext|>",
@@ -395,7 +397,7 @@ def _learn_bpe_merges(corpus: Iterable[str], count: int) -> list[tuple[str, str]
     for _ in range(count):
         pairs: dict[tuple[str, str], int] = {}
         for symbols, frequency in words.items():
-            for pair in zip(symbols, symbols[1:]):
+            for pair in zip(symbols[:-1], symbols[1:], strict=True):
                 pairs[pair] = pairs.get(pair, 0) + frequency
         if not pairs:
             break

@@ -1,13 +1,170 @@
-"""`show1 generate`."""
+"""`show1 generate`: one prompt, or a prompts file, through the preset's stages."""
 
 from __future__ import annotations
 
-from show1_cli.cli.app import DebugOption, QuietOption, app, command
-from show1_cli.errors import StageError
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from show1_cli.chain import Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
+from show1_cli.cli.app import (
+    DebugOption,
+    DeviceOption,
+    DtypeOption,
+    JsonOption,
+    OffloadOption,
+    OverwriteOption,
+    PresetOption,
+    QuietOption,
+    SeedOption,
+    SetOption,
+    WeightsDirOption,
+    app,
+    command,
+    report_run,
+)
+from show1_cli.errors import InputError
+from show1_cli.presets import STAGES, load_preset
+from show1_cli.runtime import resolve_runtime
+from show1_cli.weights import weights_dir_from_env
+
+logger = logging.getLogger("show1")
+
+StagesOption = Annotated[
+    str | None,
+    typer.Option("--stages", metavar="LIST", help=f"Comma-separated stages to run instead of the preset's ({', '.join(STAGES)})."),
+]
+KeepInputFramesOption = Annotated[
+    bool,
+    typer.Option("--keep-input-frames", help="Interpolation: keep every input frame unchanged (the original regenerates them)."),
+]
+LosslessOption = Annotated[
+    bool,
+    typer.Option("--lossless", help="Write the output losslessly (RGB H.264, QP 0): bigger files, exact frames for further processing."),
+]
+FirstFrameOption = Annotated[
+    str,
+    typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if, or none."),
+]
+
+
+def parse_stages(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @app.command("generate")
 @command
-def generate(quiet: QuietOption = False, debug: DebugOption = False) -> None:
-    """Generate a video from a text prompt."""
-    raise StageError("`show1 generate` needs its stage, which this version of show1 does not have yet", "update show1")
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="What the video shows. Not with --prompts.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (.mp4 or .mkv).", dir_okay=False)] = None,
+    preset_name: PresetOption = "default",
+    overrides: SetOption = None,
+    stages: StagesOption = None,
+    seed: SeedOption = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option("--prompts", help="Batch: a file with one prompt per line, or JSON lines "
+                     '{"prompt", "seed", "set", "output"}. Needs --out-dir.', dir_okay=False),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Batch: folder for the outputs; finished ones are skipped.", file_okay=False)
+    ] = None,
+    save_intermediates: Annotated[
+        Path | None,
+        typer.Option("--save-intermediates", metavar="DIR", help="Save each stage's output (lossless video + tensor) in DIR.",
+                     file_okay=False),
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from-stage", metavar="NAME", help="With --resume: restart at this stage.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="DIR", help="Continue from the intermediates saved in DIR (after the last saved stage, "
+                     "or at --from-stage).", file_okay=False),
+    ] = None,
+    keep_input_frames: KeepInputFramesOption = False,
+    first_frame: FirstFrameOption = "auto",
+    lossless: LosslessOption = False,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    offload: OffloadOption = "model",
+    weights_dir: WeightsDirOption = None,
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Generate a video from a text prompt with the preset's stages.
+
+    Examples:
+
+      show1 generate "a panda taking a selfie" -o panda.mp4 --seed 42
+
+      show1 generate "a panda taking a selfie" -o keys.mp4 --stages keyframes
+
+      show1 generate "a panda" -o panda.mp4 --save-intermediates run/   (then, after a crash:)
+      show1 generate "a panda" -o panda.mp4 --resume run/
+
+      show1 generate --prompts prompts.txt --out-dir videos/ --seed 7
+    """
+    runtime = resolve_runtime(device, dtype, offload)
+    chain = Chain(
+        runtime,
+        weights_dir_from_env(weights_dir),
+        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame},
+        show_progress=not quiet and not as_json,
+    )
+    stage_list = parse_stages(stages)
+    if prompts is not None:
+        if prompt is not None or output is not None:
+            raise InputError("--prompts replaces the PROMPT argument and -o", "give either PROMPT -o FILE, or --prompts FILE --out-dir DIR")
+        if out_dir is None:
+            raise InputError("--prompts needs --out-dir", "add --out-dir DIR for the outputs")
+        if resume is not None or from_stage is not None:
+            raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        batch_seed = seed if seed is not None else random_seed()
+        jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=list(overrides or []),
+                          stages=stage_list, batch_seed=batch_seed, save_intermediates=save_intermediates,
+                          lossless=lossless)
+        results = chain.run(jobs, overwrite=overwrite, skip_existing=True)
+        for result in results:
+            if result.skipped:
+                if not quiet and not as_json:
+                    logger.warning("skipped %s (exists; --overwrite redoes it)", result.output)
+                continue
+            report_run(result.output, result.job.seed, result.job.preset.name, result.reports, as_json=as_json, quiet=quiet,
+                       extra={"prompt": result.job.prompt, "frames": result.frames, "size": list(result.size)})
+        if as_json:
+            for result in results:
+                if result.skipped:
+                    typer.echo(json.dumps({"output": str(result.output), "skipped": True}))
+        return
+
+    if out_dir is not None:
+        raise InputError("--out-dir is for --prompts batches", "use -o FILE for a single video")
+    if output is None:
+        raise InputError("missing -o/--output", "add -o FILE.mp4")
+    if from_stage is not None and resume is None:
+        raise InputError("--from-stage needs --resume DIR", "add --resume with the folder given to --save-intermediates")
+    preset = load_preset(preset_name, list(overrides or []))
+    if stage_list is not None:
+        preset = preset.with_stages(stage_list)
+
+    if resume is not None:
+        job = resume_job(resume, from_stage, prompt=prompt, seed=seed, output=output, preset=preset,
+                         save_intermediates=save_intermediates, lossless=lossless)
+    else:
+        if prompt is None or not prompt.strip():
+            raise InputError("missing PROMPT", 'write show1 generate "what the video shows" -o out.mp4')
+        job = Job(prompt, seed if seed is not None else random_seed(), output, preset, save_intermediates=save_intermediates,
+                  lossless=lossless)
+    (result,) = chain.run([job], overwrite=overwrite)
+    report_run(result.output, job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
+               extra={"frames": result.frames, "size": list(result.size)})
+

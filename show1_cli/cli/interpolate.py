@@ -1,13 +1,97 @@
-"""`show1 interpolate`."""
+"""`show1 interpolate`: N frames -> 4N-3 with the interpolation stage."""
 
 from __future__ import annotations
 
-from show1_cli.cli.app import DebugOption, QuietOption, app, command
-from show1_cli.errors import StageError
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from show1_cli.chain import Chain, Job, random_seed
+from show1_cli.cli.app import (
+    DebugOption,
+    DeviceOption,
+    DtypeOption,
+    JsonOption,
+    OffloadOption,
+    OutputOption,
+    OverwriteOption,
+    PresetOption,
+    QuietOption,
+    SetOption,
+    WeightsDirOption,
+    app,
+    command,
+    report_run,
+)
+from show1_cli.cli.generate import KeepInputFramesOption, LosslessOption
+from show1_cli.errors import InputError
+from show1_cli.presets import load_preset
+from show1_cli.runtime import resolve_runtime
+from show1_cli.video import ensure_writable, read_video
+from show1_cli.weights import weights_dir_from_env
 
 
 @app.command("interpolate")
 @command
-def interpolate(quiet: QuietOption = False, debug: DebugOption = False) -> None:
-    """Insert three frames between every pair of frames of a video (N frames become 4N-3)."""
-    raise StageError("`show1 interpolate` needs its stage, which this version of show1 does not have yet", "update show1")
+def interpolate(
+    input_path: Annotated[
+        Path, typer.Argument(metavar="IN", help="Video to interpolate (for example from --stages keyframes).", dir_okay=False)
+    ],
+    output: OutputOption,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
+    ] = None,
+    keep_input_frames: KeepInputFramesOption = False,
+    lossless: LosslessOption = False,
+    preset_name: PresetOption = "default",
+    overrides: SetOption = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
+    ] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    offload: OffloadOption = "model",
+    weights_dir: WeightsDirOption = None,
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Insert three frames between every pair of frames of a video (N frames become 4N-3).
+
+    Uses the preset's interpolate settings (steps, guidance). The frame rate is multiplied by 4, so the
+    clip keeps its duration.
+
+    Examples:
+
+      show1 interpolate keys.mp4 -o smooth.mp4
+
+      show1 interpolate clip.mp4 -o smooth.mp4 --prompt "a panda" --keep-input-frames --set interpolate.steps=25
+    """
+    ensure_writable(output, overwrite)
+    video = read_video(input_path)
+    if prompt is None:
+        prompt = video.metadata.get("prompt")
+        if not prompt:
+            raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
+    if seed is None:
+        stored = video.metadata.get("seed", "")
+        seed = int(stored) if stored.isdigit() else random_seed()
+    preset = load_preset(preset_name, list(overrides or [])).with_stages(["interpolate"])
+    chain = Chain(
+        resolve_runtime(device, dtype, offload),
+        weights_dir_from_env(weights_dir),
+        options={"keep_input_frames": keep_input_frames},
+        show_progress=not quiet and not as_json,
+    )
+    job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
+              metadata={"stages_before": _stages_of(video.metadata), "interpolated_from": str(input_path)})
+    (result,) = chain.run([job], overwrite=overwrite)
+    report_run(result.output, seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
+               extra={"frames": result.frames, "size": list(result.size)})
+
+
+def _stages_of(metadata: dict[str, str]) -> list[str]:
+    """The stages that made the input, as its show1 metadata says (none for other files)."""
+    return [stage for stage in metadata.get("stages", "").split(",") if stage]

@@ -1,0 +1,447 @@
+"""The chain runner: runs a preset's stages in order on one prompt or on a batch of prompts.
+
+- Stages pass tensors to each other ((frames, 3, H, W) in [-1, 1] on the CPU), never re-encoded video.
+- The T5 embeddings of every text the run needs (each prompt and each running pixel stage's negative
+  prompt) are computed once, before any stage runs, for the whole batch; the text encoder is then dropped.
+- Models are loaded once per process through one `ModelStore` (a batch reuses them) and only the running
+  stage's models stay on the accelerator (`ModelStore.end_stage()` after every stage).
+- `save_intermediates`: after each stage, `DIR/<stage>.mkv` (lossless) and `DIR/<stage>.safetensors`
+  (the exact float tensor with the run's metadata). `resume_from` reads such a tensor back and continues
+  with the stages after it, giving the same final video as an uninterrupted run.
+- Batches: every item gets its own seed (derived from the batch seed and the item's position unless the
+  item sets one) written into its output's metadata, so one item can be reproduced alone with
+  `show1 generate PROMPT --seed SEED`. Finished outputs are skipped unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from show1_cli import __version__
+from show1_cli.errors import InputError
+from show1_cli.presets import STAGES, Preset, load_preset
+from show1_cli.progress import ChainProgress, StageReport
+from show1_cli.runtime import ModelStore, Runtime
+from show1_cli.stages import StageContext, run_stage
+
+logger = logging.getLogger("show1")
+
+# Stages conditioned on the show-1-base T5 embeddings (sr1 includes its IF-II-L first frame).
+T5_STAGES = ("keyframes", "interpolate", "sr1")
+# The hub components each stage loads (for the output's `weights` metadata).
+STAGE_COMPONENTS = {
+    "keyframes": ("show-1-base",),
+    "interpolate": ("show-1-base", "show-1-interpolation"),
+    "sr1": ("show-1-base", "show-1-sr1", "IF-II-L-v1.0"),
+    "sr2": ("show-1-sr2",),
+}
+FRAMES_KEY = "frames"
+MAX_SEED = 2**31 - 1
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED)
+
+
+def derive_seed(batch_seed: int, index: int) -> int:
+    """The seed of batch item `index` (0-based): a hash of the batch seed and the position, in 0..2**31-2."""
+    digest = hashlib.sha256(f"show1-batch/{batch_seed}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % MAX_SEED
+
+
+def fps_after(stage: str, fps: float) -> float:
+    """Frame rate after a stage: interpolation puts 3 frames between 2 (4x the rate, same duration)."""
+    return fps * 4 if stage == "interpolate" else fps
+
+
+@dataclass
+class Job:
+    """One video to make: a prompt, its seed and settings, where it goes, and where it starts from."""
+
+    prompt: str
+    seed: int
+    output: Path
+    preset: Preset
+    # The stages to run (a suffix of preset.stages when resuming; a single stage for `show1 interpolate`).
+    stages: tuple[str, ...] = ()
+    # Input video for the first stage (None when the chain starts at keyframes) and its frame rate.
+    video: torch.Tensor | None = None
+    fps: float | None = None
+    save_intermediates: Path | None = None
+    # Write the output losslessly (RGB H.264 at QP 0): decoding gives back exactly the frames produced.
+    lossless: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            self.stages = self.preset.stages
+
+    def texts(self) -> list[str]:
+        """The texts whose T5 embeddings this job's stages read: the prompt and their negative prompts."""
+        needed = [stage for stage in self.stages if stage in T5_STAGES]
+        if not needed:
+            return []
+        return [self.prompt, *(getattr(self.preset, stage).negative_prompt for stage in needed)]
+
+
+@dataclass
+class JobResult:
+    job: Job
+    output: Path
+    skipped: bool
+    frames: int = 0
+    size: tuple[int, int] = (0, 0)
+    reports: list[StageReport] = field(default_factory=list)
+
+
+@dataclass
+class Chain:
+    """Runs jobs with shared models. `options` are stage options from the CLI (keep_input_frames, first_frame)."""
+
+    runtime: Runtime
+    weights_dir: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.models = ModelStore(self.runtime)
+
+    def run(self, jobs: list[Job], *, overwrite: bool = False, skip_existing: bool = False) -> list[JobResult]:
+        """Run every job; with `skip_existing`, jobs whose output exists are skipped (unless `overwrite`)."""
+        results: list[JobResult] = []
+        pending: list[Job] = []
+        for job in jobs:
+            if skip_existing and not overwrite and job.output.exists():
+                logger.info("skipping %s: it exists (pass --overwrite to redo it)", job.output)
+                results.append(JobResult(job, job.output, skipped=True))
+                continue
+            _ensure_writable(job.output, overwrite)
+            pending.append(job)
+        if not pending:
+            return results
+
+        texts = [text for job in pending for text in job.texts()]
+        embeddings, text_report = self._encode(texts)
+        for number, job in enumerate(pending, start=1):
+            if len(pending) > 1:
+                logger.info("item %d of %d: %s", number, len(pending), job.output.name)
+            result = self._run_job(job, embeddings, overwrite)
+            if text_report is not None:
+                result.reports.insert(0, text_report)
+                text_report = None  # reported with the first item that used it
+            results.append(result)
+        return results
+
+    def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], StageReport | None]:
+        if not texts:
+            return {}, None
+        from show1_cli.text import COMPONENT, encode_texts
+        from show1_cli.weights import resolve_component
+
+        root = resolve_component(COMPONENT, self.weights_dir)
+        started = time.perf_counter()
+        self.runtime.reset_peak_memory()
+        embeddings = encode_texts(texts, self.models, root)
+        report = StageReport("text", time.perf_counter() - started, self.runtime.peak_memory_bytes())
+        logger.info("text encoder: %d texts in %.1f s", len(embeddings), report.seconds)
+        return embeddings, report
+
+    def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], overwrite: bool) -> JobResult:
+        context = StageContext(
+            prompt=job.prompt,
+            preset=job.preset,
+            seed=job.seed,
+            runtime=self.runtime,
+            models=self.models,
+            weights_dir=self.weights_dir,
+            text_embeddings=embeddings,
+            options=dict(self.options),
+        )
+        video = job.video
+        fps = job.fps if job.fps is not None else job.preset.fps / 4
+        with ChainProgress(self.runtime, len(job.stages), show=self.show_progress) as progress:
+            for stage in job.stages:
+                with progress.stage(stage) as on_step:
+                    context.on_step = on_step
+                    try:
+                        video = run_stage(stage, context, video)
+                    finally:
+                        self.models.end_stage()
+                fps = fps_after(stage, fps)
+                if job.save_intermediates is not None:
+                    save_intermediate(job.save_intermediates, stage, video, fps, _metadata(job, context, stage))
+        metadata = _metadata(job, context, job.stages[-1])
+        from show1_cli.video import write_video
+
+        write_video(job.output, video, fps, metadata, lossless=job.lossless, overwrite=overwrite)
+        return JobResult(job, job.output, skipped=False, frames=video.shape[0], size=(video.shape[3], video.shape[2]),
+                         reports=list(progress.reports))
+
+
+def _ensure_writable(path: Path, overwrite: bool) -> None:
+    from show1_cli.video import ensure_writable
+
+    ensure_writable(path, overwrite)
+
+
+def _metadata(job: Job, context: StageContext, last_stage: str) -> dict[str, Any]:
+    """What an output (or intermediate) records: enough to reproduce it."""
+    ran = job.metadata.get("stages_before", []) + list(job.stages[: job.stages.index(last_stage) + 1])
+    negative = {stage: getattr(job.preset, stage).negative_prompt for stage in ran if stage in STAGES}
+    data: dict[str, Any] = {
+        "prompt": job.prompt,
+        "negative_prompt": negative,
+        "seed": job.seed,
+        "preset": job.preset.name,
+        "preset_settings": job.preset.to_dict(),
+        "stages": ",".join(ran),
+        "weights": _revisions(ran),
+        "show1_version": __version__,
+    }
+    if "first_frame_used" in context.options:
+        data["first_frame"] = context.options["first_frame_used"]
+    if context.options.get("keep_input_frames"):
+        data["keep_input_frames"] = True
+    data.update({key: value for key, value in job.metadata.items() if key != "stages_before"})
+    return data
+
+
+def _revisions(stages: list[str]) -> dict[str, str | None]:
+    from show1_cli.weights import load_lock
+
+    lock = load_lock()
+    names = dict.fromkeys(name for stage in stages for name in STAGE_COMPONENTS.get(stage, ()))
+    return {name: lock[name].revision for name in names if name in lock}
+
+
+# ------------------------------------------------------------------------------------------------
+# Intermediates and resume
+
+
+def intermediate_paths(folder: Path, stage: str) -> tuple[Path, Path]:
+    """(lossless video, tensor file) of a stage's saved output."""
+    return folder / f"{stage}.mkv", folder / f"{stage}.safetensors"
+
+
+def save_intermediate(folder: Path, stage: str, video: torch.Tensor, fps: float, metadata: dict[str, Any]) -> None:
+    from show1_cli.video import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    video_path, tensor_path = intermediate_paths(folder, stage)
+    write_video(video_path, video, fps, metadata, lossless=True, overwrite=True)
+    text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
+    text["fps"] = repr(float(fps))
+    text["stage"] = stage
+    temp = tensor_path.with_name(f".{tensor_path.name}.partial")
+    save_file({FRAMES_KEY: video.detach().to("cpu", torch.float32).contiguous()}, temp, metadata=text)
+    temp.replace(tensor_path)
+    logger.info("saved %s output to %s and %s", stage, video_path, tensor_path)
+
+
+@dataclass
+class Intermediate:
+    stage: str
+    frames: torch.Tensor
+    fps: float
+    metadata: dict[str, str]
+
+    @property
+    def seed(self) -> int:
+        return int(self.metadata["seed"])
+
+    @property
+    def prompt(self) -> str:
+        return self.metadata["prompt"]
+
+
+def load_intermediate(folder: Path, stage: str) -> Intermediate:
+    _, tensor_path = intermediate_paths(folder, stage)
+    if not tensor_path.is_file():
+        raise InputError(
+            f"no saved {stage} output in {folder} ({tensor_path.name} is missing)",
+            f"resume from a folder written by --save-intermediates after {stage} finished",
+        )
+    try:
+        with safe_open(str(tensor_path), framework="pt") as handle:
+            frames = handle.get_tensor(FRAMES_KEY)
+            metadata = dict(handle.metadata() or {})
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
+        raise InputError(f"cannot read {tensor_path}: {error}", "rerun the chain with --save-intermediates") from None
+    if frames.ndim != 4 or frames.shape[1] != 3 or "seed" not in metadata or "prompt" not in metadata:
+        raise InputError(f"{tensor_path} is not a show1 intermediate", "rerun the chain with --save-intermediates")
+    return Intermediate(stage, frames, float(metadata.get("fps", "8")), metadata)
+
+
+def resume_point(folder: Path, stages: tuple[str, ...], from_stage: str | None) -> tuple[str, tuple[str, ...]]:
+    """(saved stage to load, stages still to run) for resuming `stages` from `folder`.
+
+    With `from_stage`, the chain restarts at that stage from the saved output of the stage before it;
+    without, it continues after the last stage whose output is saved.
+    """
+    if not folder.is_dir():
+        raise InputError(f"--resume folder {folder} does not exist", "pass the folder given to --save-intermediates")
+    if from_stage is not None:
+        if from_stage not in stages:
+            raise InputError(f"--from-stage {from_stage} is not one of this run's stages ({', '.join(stages)})",
+                             "choose a stage the preset runs, or set --stages")
+        index = stages.index(from_stage)
+        if index == 0:
+            raise InputError(f"--from-stage {from_stage} is the first stage: there is nothing to resume from",
+                             "drop --from-stage/--resume to start from scratch")
+        return stages[index - 1], stages[index:]
+    saved = [stage for stage in stages if intermediate_paths(folder, stage)[1].is_file()]
+    if not saved:
+        raise InputError(f"{folder} holds no saved output of {', '.join(stages)}", "pass the folder given to --save-intermediates")
+    last = saved[-1]
+    remaining = stages[stages.index(last) + 1 :]
+    if not remaining:
+        raise InputError(f"{folder} already holds the output of the last stage ({last})", "nothing to resume")
+    return last, remaining
+
+
+# ------------------------------------------------------------------------------------------------
+# Prompts files
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    prompt: str
+    line: int
+    seed: int | None = None
+    overrides: tuple[str, ...] = ()
+    output: str | None = None
+
+
+def read_prompts_file(path: Path) -> list[PromptItem]:
+    """Prompts, one per line, or JSON objects per line ({"prompt", "seed", "set", "output"}); # comments, blanks skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"prompts file {path} does not exist", "check the path") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read prompts file {path}: {error}", "pass a UTF-8 text file, one prompt per line") from None
+    items = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        items.append(_parse_prompt_line(path, number, line) if line.startswith("{") else PromptItem(line, number))
+    if not items:
+        raise InputError(f"prompts file {path} has no prompts", "write one prompt per line")
+    return items
+
+
+def _parse_prompt_line(path: Path, number: int, line: str) -> PromptItem:
+    where = f"{path}:{number}"
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{where}: not valid JSON ({error.msg})", 'write {"prompt": "..."} or a plain prompt') from None
+    unknown = set(data) - {"prompt", "seed", "set", "output"}
+    if unknown:
+        raise InputError(f"{where}: unknown key {sorted(unknown)[0]!r}", "keys are prompt, seed, set, output")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError(f"{where}: missing \"prompt\"", 'write {"prompt": "..."}')
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise InputError(f"{where}: seed must be an integer in 0..{MAX_SEED}", "fix the seed")
+    overrides = data.get("set", {})
+    if isinstance(overrides, dict):
+        overrides = [f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in overrides.items()]
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        raise InputError(f"{where}: \"set\" must be an object or a list of \"section.key=value\"", 'write "set": {"sr1.steps": 50}')
+    output = data.get("output")
+    if output is not None and (not isinstance(output, str) or Path(output).is_absolute() or ".." in Path(output).parts):
+        raise InputError(f"{where}: \"output\" must be a file name inside --out-dir", 'write "output": "name.mp4"')
+    return PromptItem(prompt.strip(), number, seed, tuple(overrides), output)
+
+
+def slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:length].rstrip("-") or "video"
+
+
+def batch_jobs(
+    items: list[PromptItem],
+    out_dir: Path,
+    *,
+    preset_name: str,
+    overrides: list[str],
+    stages: tuple[str, ...] | None,
+    batch_seed: int,
+    save_intermediates: Path | None,
+    lossless: bool = False,
+) -> list[Job]:
+    """One job per prompt-file item: its own preset (CLI --set, then the item's "set"), seed and output."""
+    jobs = []
+    outputs: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        preset = load_preset(preset_name, [*overrides, *item.overrides])
+        if stages is not None and not any(override.startswith("stages=") for override in item.overrides):
+            preset = preset.with_stages(stages)
+        seed = item.seed if item.seed is not None else derive_seed(batch_seed, index)
+        output = out_dir / (item.output or f"{index + 1:04d}-{slug(item.prompt)}.mp4")
+        if output in outputs:
+            raise InputError(f"prompts file lines {outputs[output]} and {item.line} both write {output.name}",
+                             'give one of them its own "output"')
+        outputs[output] = item.line
+        folder = save_intermediates / output.stem if save_intermediates is not None else None
+        jobs.append(Job(item.prompt, seed, output, preset, save_intermediates=folder, lossless=lossless,
+                        metadata={"batch_seed": batch_seed, "batch_item": index + 1, "batch_line": item.line}))
+    return jobs
+
+
+def resume_job(
+    folder: Path,
+    from_stage: str | None,
+    *,
+    prompt: str | None,
+    seed: int | None,
+    output: Path,
+    preset: Preset,
+    save_intermediates: Path | None = None,
+    lossless: bool = False,
+) -> Job:
+    """A job continuing `preset`'s stages from the intermediates saved in `folder`.
+
+    Prompt and seed default to the saved ones (the stages after the resume point reseed from the seed,
+    so the result equals the uninterrupted run's).
+    """
+    saved_stage, remaining = resume_point(folder, preset.stages, from_stage)
+    saved = load_intermediate(folder, saved_stage)
+    prompt = prompt if prompt is not None else saved.prompt
+    seed = seed if seed is not None else saved.seed
+    if prompt != saved.prompt or seed != saved.seed:
+        logger.warning("resuming with prompt %r and seed %d; the saved %s output was made with prompt %r and seed %d",
+                       prompt, seed, saved_stage, saved.prompt, saved.seed)
+    logger.info("resuming after %s from %s: running %s", saved_stage, folder, ", ".join(remaining))
+    before = preset.stages[: preset.stages.index(saved_stage) + 1]
+    return Job(prompt, seed, output, preset, stages=remaining, video=saved.frames, fps=saved.fps,
+               save_intermediates=save_intermediates, lossless=lossless,
+               metadata={"stages_before": list(before), "resumed_from": saved_stage})
+
+
+__all__ = [
+    "Chain",
+    "Job",
+    "JobResult",
+    "batch_jobs",
+    "derive_seed",
+    "load_intermediate",
+    "random_seed",
+    "read_prompts_file",
+    "resume_point",
+    "resume_job",
+]

@@ -1,0 +1,129 @@
+"""Stage 1: text -> keyframes (show-1-base), pixel diffusion at 64x40, 8 frames by default.
+
+Pure noise is denoised with the base UNet and its DPM-Solver++ scheduler (cosine betas, epsilon
+prediction, dynamic thresholding, as the checkpoint's scheduler config says). Classifier-free guidance
+runs the negative and the positive prompt through the UNet in one batched call. The UNet's learned-variance
+channels are split off before the scheduler step unless the scheduler itself uses learned variance.
+The pixel-denoising helpers here are shared with the interpolation stage, which uses the same family of
+models.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+from diffusers import DPMSolverMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
+
+from show1_cli.progress import StepCallback
+from show1_cli.stages import StageContext
+
+COMPONENT = "show-1-base"
+LEARNED_VARIANCE = ("learned", "learned_range")
+
+
+def load_scheduler(component_dir: Path) -> DPMSolverMultistepScheduler:
+    """The component's `scheduler/` (its own config, so thresholding and betas are the checkpoint's)."""
+    return DPMSolverMultistepScheduler.from_pretrained(component_dir, subfolder="scheduler")
+
+
+def guided_noise(
+    unet: torch.nn.Module,
+    scheduler,
+    model_input: torch.Tensor,
+    timestep: torch.Tensor,
+    text_states: torch.Tensor,
+    guidance_scale: float,
+) -> torch.Tensor:
+    """One UNet call and classifier-free guidance: the noise prediction the scheduler step takes.
+
+    With guidance, `model_input` and `text_states` hold the negative half first, then the positive
+    half. The guided epsilon is uncond + scale * (cond - uncond); the variance channels (if the model has
+    them) come from the conditional half and are kept only when the scheduler learns its variance.
+    """
+    prediction = unet(model_input, timestep, encoder_hidden_states=text_states).sample
+    channels = prediction.shape[1]
+    out_channels = 3 if channels == 6 else channels
+    if guidance_scale > 1.0:
+        uncond, cond = prediction.chunk(2)
+        epsilon = uncond[:, :out_channels] + guidance_scale * (cond[:, :out_channels] - uncond[:, :out_channels])
+        prediction = torch.cat([epsilon, cond[:, out_channels:]], dim=1)
+    if scheduler.config.variance_type not in LEARNED_VARIANCE:
+        prediction = prediction[:, :out_channels]
+    return prediction
+
+
+def step_kwargs(scheduler, generator: torch.Generator | None) -> dict:
+    """`generator=` for schedulers whose step draws noise (DDPM), nothing for DPM-Solver."""
+    return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+
+
+def text_batch(prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, copies: int, guided: bool) -> torch.Tensor:
+    """Encoder states for a UNet batch of `copies` samples: [negative x copies, prompt x copies] with guidance."""
+    positive = prompt_embeds.expand(copies, -1, -1)
+    if not guided:
+        return positive
+    return torch.cat([negative_embeds.expand(copies, -1, -1), positive])
+
+
+@torch.no_grad()
+def generate_keyframes(
+    unet: torch.nn.Module,
+    scheduler,
+    *,
+    prompt_embeds: torch.Tensor,
+    negative_embeds: torch.Tensor,
+    frames: int,
+    height: int,
+    width: int,
+    steps: int,
+    guidance_scale: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Sample a (frames, 3, height, width) video in [-1, 1] from noise, conditioned on T5 embeddings (1, 77, D)."""
+    guided = guidance_scale > 1.0
+    states = text_batch(prompt_embeds, negative_embeds, 1, guided).to(device, dtype)
+    scheduler.set_timesteps(steps, device=device)
+    # The noise is drawn on the CPU generator, so a seed gives the same start on every device.
+    sample = randn_tensor((1, 3, frames, height, width), generator=generator, device=torch.device(device), dtype=dtype)
+    sample = sample * scheduler.init_noise_sigma
+    extra = step_kwargs(scheduler, generator)
+    for index, timestep in enumerate(scheduler.timesteps):
+        model_input = torch.cat([sample] * 2) if guided else sample
+        model_input = scheduler.scale_model_input(model_input, timestep)
+        noise = guided_noise(unet, scheduler, model_input, timestep, states, guidance_scale)
+        sample = scheduler.step(noise, timestep, sample, **extra).prev_sample
+        if on_step is not None:
+            on_step(index + 1, steps)
+    return sample[0].transpose(0, 1).clamp(-1, 1).float().cpu()
+
+
+def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
+    from show1_cli.models import load_unet
+    from show1_cli.weights import resolve_component
+
+    settings = context.preset.keyframes
+    runtime = context.runtime
+    root = resolve_component(COMPONENT, context.weights_dir)
+    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    return generate_keyframes(
+        unet,
+        load_scheduler(root),
+        prompt_embeds=context.text_embeddings[context.prompt],
+        negative_embeds=context.text_embeddings[settings.negative_prompt],
+        frames=settings.frames,
+        height=settings.height,
+        width=settings.width,
+        steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        generator=context.generator(),
+        device=runtime.device,
+        dtype=runtime.dtype,
+        on_step=context.on_step,
+    )
+
