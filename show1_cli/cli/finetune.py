@@ -1,13 +1,267 @@
-"""`show1 finetune-motion`."""
+"""`show1 finetune-motion`: teach the keyframe model the motion of a reference clip.
+
+Reads the clip, picks `--frames` frames spread over it at the preset's keyframe size, encodes the prompt
+(and the validation prompt) once and drops the text encoder, then trains the temporal-attention
+parameters of show-1-base (show1_cli/finetune/train.py; losses: docs/losses.md) and writes only those
+as a motion adapter (show1_cli/finetune/adapter.py), which `show1 generate --motion` applies.
+"""
 
 from __future__ import annotations
 
-from show1_cli.cli.app import DebugOption, QuietOption, app, command
-from show1_cli.errors import StageError
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from show1_cli.cli.app import (
+    DebugOption,
+    DeviceOption,
+    DtypeOption,
+    OverwriteOption,
+    PresetOption,
+    QuietOption,
+    SeedOption,
+    SetOption,
+    WeightsDirOption,
+    app,
+    command,
+    err_console,
+)
+from show1_cli.errors import InputError
+from show1_cli.finetune.adapter import adapter_metadata, ensure_adapter_writable, save_motion_adapter
+from show1_cli.finetune.inversion import file_sha256
+from show1_cli.finetune.losses import parse_loss
+from show1_cli.finetune.train import StepInfo, TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
+from show1_cli.models import TRAINABLE_SETS
+from show1_cli.progress import format_bytes
+
+BASE_COMPONENT = "show-1-base"
+# Weight of the newest step in the smoothed loss shown while training (an exponential moving average).
+LOSS_SMOOTHING = 0.1
+
+
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.checkpoint.pt")
+
+
+def _validation_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}.validate-{step:05d}.mp4")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    fix = "pass the .checkpoint.pt file written by an earlier `show1 finetune-motion --checkpoint-every N`"
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist", fix)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise InputError(f"cannot read checkpoint {path} ({type(error).__name__}: {error})", fix) from None
+    if not isinstance(checkpoint, dict) or "step" not in checkpoint or "run" not in checkpoint:
+        raise InputError(f"{path} is not a show1 finetune-motion checkpoint", fix)
+    return checkpoint
+
+
+def _write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
+    try:
+        torch.save(checkpoint, temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+class _LossColumn(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("loss {task.fields[loss]}")
 
 
 @app.command("finetune-motion")
 @command
-def finetune_motion(quiet: QuietOption = False, debug: DebugOption = False) -> None:
-    """Teach the keyframe model the motion of a reference clip."""
-    raise StageError("`show1 finetune-motion` needs its stage, which this version of show1 does not have yet", "update show1")
+def finetune_motion(
+    reference: Annotated[Path, typer.Argument(metavar="REF", help="The reference clip whose motion to learn (.mp4, .mkv, ...).")],
+    prompt: Annotated[str, typer.Option("--prompt", help="What the clip shows, e.g. \"a car is moving\".")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The motion adapter to write (.safetensors).", dir_okay=False)],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = 400,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-4,
+    frames: Annotated[int, typer.Option("--frames", min=2, help="Frames sampled evenly from the clip.")] = 8,
+    loss: Annotated[
+        str, typer.Option("--loss", help="motion (default), mse, debiased, or a weighted sum such as motion+0.1*mse. See docs/losses.md.")
+    ] = "motion",
+    train: Annotated[
+        str,
+        typer.Option(
+            "--train",
+            help="What to train: qkv (query/key/value of the temporal attentions, default), attention (all of the "
+            "temporal attentions) or temporal (every temporal layer).",
+        ),
+    ] = "qkv",
+    seed: SeedOption = None,
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", min=0, help="Save a resumable checkpoint (OUTPUT.checkpoint.pt) every N steps; 0: never.")
+    ] = 0,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue from a checkpoint written by --checkpoint-every.", dir_okay=False)
+    ] = None,
+    validate: Annotated[
+        str | None,
+        typer.Option("--validate", help="Render this prompt's keyframes every --validate-every steps (OUTPUT.validate-NNNNN.mp4)."),
+    ] = None,
+    validate_every: Annotated[int, typer.Option("--validate-every", min=1, help="Steps between validation videos.")] = 100,
+    preset: PresetOption = "default",
+    set_: SetOption = None,
+    weights_dir: WeightsDirOption = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Teach the keyframe model the motion of a reference clip; writes a motion adapter for `generate --motion`."""
+    from show1_cli.models import load_unet
+    from show1_cli.presets import load_preset
+    from show1_cli.runtime import ModelStore, resolve_runtime
+    from show1_cli.stages.keyframes import generate_keyframes, load_scheduler
+    from show1_cli.text import encode_texts
+    from show1_cli.video import ensure_writable, read_video, write_video
+    from show1_cli.weights import get_component, resolve_component, weights_dir_from_env
+
+    # Everything a user can get wrong is checked before any model loads.
+    if train not in TRAINABLE_SETS:
+        raise InputError(f"unknown --train {train!r}", f"use one of {', '.join(TRAINABLE_SETS)}")
+    loss_spec = parse_loss(loss)
+    ensure_adapter_writable(output, overwrite)
+    if validate is not None:
+        for step in (*range(validate_every, steps + 1, validate_every), steps):
+            ensure_writable(_validation_path(output, step), overwrite)
+    settings_preset = load_preset(preset, set_ or ())
+    size = settings_preset.keyframes
+    clip = read_video(reference)
+    clip_frames = sample_frames(clip.frames, frames, size.height, size.width)
+    reference_hash = file_sha256(reference)
+    checkpoint = _read_checkpoint(resume) if resume is not None else None
+    if checkpoint is not None:
+        if seed is not None and seed != checkpoint["settings"]["seed"]:
+            raise InputError(f"--seed {seed} differs from the checkpoint's {checkpoint['settings']['seed']}", "omit --seed when resuming")
+        seed = int(checkpoint["settings"]["seed"])
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    settings = TrainSettings(steps=steps, lr=lr, loss=loss_spec, parameter_set=train, seed=seed, checkpoint_every=checkpoint_every)
+    run = {"reference_sha256": reference_hash, "prompt": prompt, "frames": frames, "height": size.height, "width": size.width}
+    if checkpoint is not None and checkpoint["run"] != run:
+        changed = sorted(key for key in run if checkpoint["run"].get(key) != run[key])
+        raise InputError(
+            f"the checkpoint {resume} was made with another {', '.join(changed)}",
+            "resume with the same clip, prompt, --frames and preset, or start again without --resume",
+        )
+
+    runtime = resolve_runtime(device, dtype, offload="none")
+    if runtime.device.type == "cpu" and runtime.dtype != torch.float32:
+        raise InputError("training on the CPU runs in fp32", "use --dtype fp32 (or auto) with --device cpu")
+    models = ModelStore(runtime)
+    weights = weights_dir_from_env(weights_dir)
+    base = get_component(BASE_COMPONENT)
+    root = resolve_component(BASE_COMPONENT, weights)
+
+    texts = [prompt] + ([validate, size.negative_prompt] if validate is not None else [])
+    embeddings = encode_texts(texts, models, root)  # the text encoder is dropped from memory on return
+    with open(root / "scheduler" / "scheduler_config.json", encoding="utf-8") as handle:
+        scheduler_config = json.load(handle)
+    unet = load_unet(root, torch_dtype=runtime.dtype, device=runtime.device)
+    autocast = runtime.dtype if runtime.device.type == "cuda" and runtime.dtype != torch.float32 else None
+
+    def render(step: int) -> None:
+        unet.eval()
+        with torch.autocast(runtime.device.type, dtype=autocast, enabled=autocast is not None):
+            video = generate_keyframes(
+                unet,
+                load_scheduler(root),
+                prompt_embeds=embeddings[validate],
+                negative_embeds=embeddings[size.negative_prompt],
+                frames=size.frames,
+                height=size.height,
+                width=size.width,
+                steps=size.steps,
+                guidance_scale=size.guidance_scale,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                device=runtime.device,
+                dtype=runtime.dtype,
+            )
+        metadata = {"prompt": validate, "seed": str(seed), "motion_step": str(step)}
+        path = write_video(_validation_path(output, step), video, settings_preset.fps, metadata, overwrite=overwrite)
+        progress.console.print(f"step {step}: validation video {path}")
+
+    show = not quiet and Console(stderr=True).is_terminal
+    progress = Progress(
+        TextColumn("finetune-motion"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _LossColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show,
+    )
+    task = progress.add_task("train", total=steps, loss="-", rate="")
+    smoothed: list[float] = []
+    started = time.perf_counter()
+    first_step = int(checkpoint["step"]) if checkpoint is not None else 0
+
+    def on_step(info: StepInfo) -> None:
+        previous = smoothed[-1] if smoothed else info.loss
+        smoothed.append(previous + LOSS_SMOOTHING * (info.loss - previous))
+        elapsed = time.perf_counter() - started
+        rate = (info.step - first_step) / elapsed if elapsed > 0 else 0.0
+        progress.update(task, completed=info.step, loss=f"{smoothed[-1]:.4f}", rate=f"{rate:.2f} step/s")
+        if validate is not None and (info.step % validate_every == 0 or info.step == info.total):
+            render(info.step)
+
+    def on_checkpoint(step: int, state: dict[str, Any]) -> None:
+        _write_checkpoint(_checkpoint_path(output), {**state, "run": run})
+
+    runtime.reset_peak_memory()
+    with progress:
+        progress.update(task, completed=first_step)
+        result = train_motion(
+            unet,
+            noise_scheduler_from_config(scheduler_config),
+            clip_frames,
+            embeddings[prompt],
+            settings,
+            device=runtime.device,
+            autocast_dtype=autocast,
+            resume=checkpoint,
+            on_step=on_step,
+            on_checkpoint=on_checkpoint,
+        )
+    seconds = time.perf_counter() - started
+    metadata = adapter_metadata(
+        base,
+        parameter_set=train,
+        loss=str(loss_spec),
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        prompt=prompt,
+        frames=frames,
+        height=size.height,
+        width=size.width,
+        reference=reference,
+        reference_sha256=reference_hash,
+    )
+    save_motion_adapter(output, result.parameters, metadata, overwrite=overwrite)
+    if not quiet:
+        ran = steps - first_step
+        err_console.print(
+            f"[green]wrote[/] {output} ({len(result.parameters)} tensors, {train}, loss {loss_spec}, seed {seed}); "
+            f"{ran} steps in {seconds:.1f} s ({seconds / max(ran, 1):.2f} s/step), peak memory "
+            f"{format_bytes(runtime.peak_memory_bytes())}"
+        )
