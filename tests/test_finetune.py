@@ -11,13 +11,12 @@ from safetensors import safe_open
 
 from show1_cli import __version__
 from show1_cli.errors import InputError
-from show1_cli.finetune.adapter import apply_motion_adapter, read_motion_adapter, save_motion_adapter
-from show1_cli.finetune.inversion import ddim_invert, mix_with_noise
+from show1_cli.finetune.adapter import adapter_metadata, apply_motion_adapter, read_motion_adapter, save_motion_adapter
+from show1_cli.finetune.inversion import ddim_invert, file_sha256, mix_with_noise
 from show1_cli.finetune.losses import parse_loss
 from show1_cli.finetune.train import TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
 from show1_cli.models import load_unet, temporal_attention_parameters
-from show1_cli.stages.keyframes import generate_keyframes, load_scheduler
-from show1_cli.video import write_video
+from show1_cli.video import read_video, write_video
 from show1_cli.weights import get_component
 from tests.conftest import run_cli
 from tests.motion_clips import moving_square_clip
@@ -127,54 +126,62 @@ def test_sample_frames_spreads_crops_and_resizes():
 # ------------------------------------------------------------------------------------------- adapter
 
 
-def trained_adapter(tiny_weights_dir: Path, unet, schedule, path: Path) -> Path:
+def trained_adapter(tiny_weights_dir: Path, unet, schedule, path: Path, reference: Path | None = None) -> Path:
+    """Train 2 steps on the moving square and save the adapter (metadata as `finetune-motion` writes it)."""
     clip = moving_square_clip(FRAMES, HEIGHT, WIDTH)
     result = train_motion(unet, schedule, clip, text_states(), TrainSettings(steps=2, lr=1e-2))
-    metadata = {
-        "format": "show1-motion-adapter", "format_version": "1", "base_component": BASE,
-        "base_repo_id": "showlab/show-1-base", "base_revision": get_component(BASE).revision, "parameter_set": "qkv",
-        "loss": "motion", "steps": "2", "lr": "0.01", "seed": "0", "prompt": "p", "frames": str(FRAMES),
-        "height": str(HEIGHT), "width": str(WIDTH), "reference_sha256": "0" * 64, "reference_path": "/nonexistent.mp4",
-        "show1_version": __version__,
-    }
+    reference = reference or path.with_suffix(".mp4")
+    metadata = adapter_metadata(
+        get_component(BASE), parameter_set="qkv", loss="motion", steps=2, lr=1e-2, seed=0, prompt="p", frames=FRAMES,
+        height=HEIGHT, width=WIDTH, reference=reference,
+        reference_sha256=file_sha256(reference) if reference.is_file() else "0" * 64,
+    )
     return save_motion_adapter(path, result.parameters, metadata)
 
 
-def keyframes(unet, tiny_weights_dir: Path) -> torch.Tensor:
-    states = text_states(1)
-    return generate_keyframes(
-        unet, load_scheduler(tiny_weights_dir / BASE), prompt_embeds=states, negative_embeds=text_states(2), frames=FRAMES,
-        height=HEIGHT, width=WIDTH, steps=2, guidance_scale=3.0, generator=torch.Generator().manual_seed(7),
-    )
+def generate(output: Path, *extra: str | Path) -> torch.Tensor:
+    """`show1 generate --stages keyframes` on the tiny weights (lossless), returning the decoded frames."""
+    result = run_cli("generate", "a square moves", "-o", output, "--stages", "keyframes", "--seed", 3, "--lossless",
+                     "--set", f"keyframes.frames={FRAMES}", *SIZE_OVERRIDES, *extra)
+    assert result.exit_code == 0, result.output
+    return read_video(output).frames
 
 
-def test_motion_scale_0_reproduces_the_base_output_and_1_the_tuned_one(tiny_weights, unet, schedule, tmp_path):
+def test_motion_scale_0_reproduces_the_base_output_and_1_differs(tiny_weights, unet, schedule, tmp_path):
     adapter = trained_adapter(tiny_weights, unet, schedule, tmp_path / "motion.safetensors")
-    tuned_video = keyframes(unet, tiny_weights)
-    base = get_component(BASE)
-
-    base_video = keyframes(load_unet(tiny_weights / BASE), tiny_weights)
-    at_zero = load_unet(tiny_weights / BASE)
-    apply_motion_adapter(at_zero, adapter, 0.0, base)
-    assert torch.equal(keyframes(at_zero, tiny_weights), base_video)
-
-    at_one = load_unet(tiny_weights / BASE)
-    apply_motion_adapter(at_one, adapter, 1.0, base)
-    assert torch.equal(keyframes(at_one, tiny_weights), tuned_video)
+    base_video = generate(tmp_path / "base.mp4")
+    assert torch.equal(generate(tmp_path / "zero.mp4", "--motion", adapter, "--motion-scale", 0), base_video)
+    tuned_video = generate(tmp_path / "one.mp4", "--motion", adapter)
     assert not torch.equal(tuned_video, base_video)
 
     halfway = load_unet(tiny_weights / BASE)
-    apply_motion_adapter(halfway, adapter, 0.5, base)
+    apply_motion_adapter(halfway, adapter, 0.5, get_component(BASE))
     name, tuned = next(iter(read_motion_adapter(adapter).parameters.items()))
     original = dict(load_unet(tiny_weights / BASE).named_parameters())[name]
     assert torch.allclose(dict(halfway.named_parameters())[name], (original + tuned) / 2, atol=1e-6)
+    assert torch.equal(dict(unet.named_parameters())[name], tuned)
+
+
+def test_generation_can_start_from_the_inverted_reference(tiny_weights, unet, schedule, square_video, tmp_path):
+    adapter = trained_adapter(tiny_weights, unet, schedule, tmp_path / "motion.safetensors", reference=square_video)
+    plain = generate(tmp_path / "plain.mp4", "--motion", adapter)
+    # noise prior 0: only fresh noise, drawn as the stage draws it: the plain run exactly
+    fresh_only = generate(tmp_path / "fresh.mp4", "--motion", adapter, "--motion-init", "inversion", "--noise-prior", 0)
+    assert torch.equal(fresh_only, plain)
+    inverted = generate(tmp_path / "inverted.mp4", "--motion", adapter, "--motion-init", "inversion")
+    assert not torch.equal(inverted, plain)
+
+    square_video.write_bytes(square_video.read_bytes() + b"\0")
+    result = run_cli("generate", "x", "-o", tmp_path / "x.mp4", "--stages", "keyframes", "--motion", adapter,
+                     "--motion-init", "inversion", *SIZE_OVERRIDES)
+    assert result.exit_code == 2 and "changed since" in result.output
 
 
 def test_a_mismatched_adapter_is_refused(tiny_weights, unet, schedule, tmp_path):
     adapter = read_motion_adapter(trained_adapter(tiny_weights, unet, schedule, tmp_path / "motion.safetensors"))
     base = get_component(BASE)
 
-    other_metadata = {**adapter.metadata, "base_revision": "f" * 40}
+    other_metadata = {**adapter.metadata, "base_revision": "f" * 40}  # trained on another revision
     other_revision = save_motion_adapter(tmp_path / "other.safetensors", adapter.parameters, other_metadata)
     with pytest.raises(InputError, match=r"trained on show-1-base@ffffffffffff, this run uses show-1-base@"):
         apply_motion_adapter(load_unet(tiny_weights / BASE), other_revision, 1.0, base)
@@ -191,6 +198,11 @@ def test_a_mismatched_adapter_is_refused(tiny_weights, unet, schedule, tmp_path)
         apply_motion_adapter(load_unet(tiny_weights / BASE), garbage, 1.0, base)
     with pytest.raises(InputError, match="motion-scale"):
         apply_motion_adapter(load_unet(tiny_weights / BASE), adapter.path, -1.0, base)
+
+    result = run_cli("generate", "x", "-o", tmp_path / "x.mp4", "--stages", "keyframes", "--motion", other_revision, *SIZE_OVERRIDES)
+    assert result.exit_code == 2 and "was trained on show-1-base@ffffffffffff" in result.output
+    result = run_cli("generate", "x", "-o", tmp_path / "x.mp4", "--motion", garbage)
+    assert result.exit_code == 2 and "cannot read motion adapter" in result.output
 
 
 # ----------------------------------------------------------------------------------------- inversion

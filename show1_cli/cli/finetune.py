@@ -35,16 +35,56 @@ from show1_cli.cli.app import (
     err_console,
 )
 from show1_cli.errors import InputError
-from show1_cli.finetune.adapter import adapter_metadata, ensure_adapter_writable, save_motion_adapter
-from show1_cli.finetune.inversion import file_sha256
+from show1_cli.finetune.adapter import (
+    BASE_COMPONENT,
+    adapter_metadata,
+    check_scale,
+    ensure_adapter_writable,
+    read_motion_adapter,
+    save_motion_adapter,
+)
+from show1_cli.finetune.inversion import MOTION_INITS, check_noise_prior, file_sha256
 from show1_cli.finetune.losses import parse_loss
 from show1_cli.finetune.train import StepInfo, TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
 from show1_cli.models import TRAINABLE_SETS
 from show1_cli.progress import format_bytes
 
-BASE_COMPONENT = "show-1-base"
 # Weight of the newest step in the smoothed loss shown while training (an exponential moving average).
 LOSS_SMOOTHING = 0.1
+
+
+# The options `show1 generate` takes to apply a motion adapter (see `motion_options`).
+MotionOption = Annotated[
+    Path | None,
+    typer.Option("--motion", metavar="ADAPTER", help="Apply a motion adapter from `show1 finetune-motion` to the keyframe model.",
+                 dir_okay=False),
+]
+MotionScaleOption = Annotated[
+    float, typer.Option("--motion-scale", help="With --motion: 0 = base model, 1 = fine-tuned, in between blends the weights.")
+]
+MotionInitOption = Annotated[
+    str,
+    typer.Option("--motion-init", help="With --motion: noise (fresh start noise) or inversion (start from the DDIM inversion of "
+                 "the adapter's reference clip, as VMC does)."),
+]
+NoisePriorOption = Annotated[
+    float,
+    typer.Option("--noise-prior", help="With --motion-init inversion: start from sqrt(P) * inverted + sqrt(1 - P) * fresh noise."),
+]
+
+
+def motion_options(motion: Path | None, scale: float, init: str, prior: float) -> dict[str, Any]:
+    """Check `generate`'s motion options before any model loads; the stage options they become."""
+    if init not in MOTION_INITS:
+        raise InputError(f"unknown --motion-init {init!r}", f"use one of {', '.join(MOTION_INITS)}")
+    check_scale(scale)
+    check_noise_prior(prior)
+    if motion is None:
+        if init != "noise":
+            raise InputError(f"--motion-init {init} needs a motion adapter", "add --motion ADAPTER.safetensors")
+        return {}
+    read_motion_adapter(motion)
+    return {"motion": str(motion), "motion_scale": scale, "motion_init": init, "noise_prior": prior}
 
 
 def _checkpoint_path(output: Path) -> Path:

@@ -26,6 +26,7 @@ from show1_cli.cli.app import (
     command,
     report_run,
 )
+from show1_cli.cli.finetune import MotionInitOption, MotionOption, MotionScaleOption, NoisePriorOption, motion_options
 from show1_cli.errors import InputError
 from show1_cli.presets import STAGES, load_preset
 from show1_cli.runtime import resolve_runtime
@@ -90,6 +91,10 @@ def generate(
     keep_input_frames: KeepInputFramesOption = False,
     first_frame: FirstFrameOption = "auto",
     lossless: LosslessOption = False,
+    motion: MotionOption = None,
+    motion_scale: MotionScaleOption = 1.0,
+    motion_init: MotionInitOption = "noise",
+    noise_prior: NoisePriorOption = 1.0,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -116,7 +121,8 @@ def generate(
     chain = Chain(
         runtime,
         weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame},
+        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame,
+                 **motion_options(motion, motion_scale, motion_init, noise_prior)},
         show_progress=not quiet and not as_json,
     )
     stage_list = parse_stages(stages)

@@ -25,8 +25,10 @@ from safetensors.torch import save_file
 
 from show1_cli import __version__
 from show1_cli.errors import InputError, OutputExistsError
-from show1_cli.weights import Component
+from show1_cli.weights import Component, get_component
 
+# The model motion adapters are trained on and applied to: the keyframe UNet.
+BASE_COMPONENT = "show-1-base"
 FORMAT = "show1-motion-adapter"
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
@@ -207,3 +209,11 @@ def apply_motion_adapter(unet: torch.nn.Module, path: Path, scale: float, expect
     check_adapter_base(adapter, unet, expected_base)
     blend_into(unet, adapter, scale)
     return adapter
+
+
+def apply_motion_options(unet: torch.nn.Module, options: dict) -> torch.nn.Module:
+    """The keyframe stage's hook on a freshly loaded base UNet: blend in `options["motion"]` (an adapter
+    path, from `generate --motion`) at `options["motion_scale"]` (default 1); nothing without an adapter."""
+    if options.get("motion"):
+        apply_motion_adapter(unet, Path(options["motion"]), float(options.get("motion_scale", 1.0)), get_component(BASE_COMPONENT))
+    return unet

@@ -84,13 +84,18 @@ def generate_keyframes(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     on_step: StepCallback | None = None,
+    initial_noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sample a (frames, 3, height, width) video in [-1, 1] from noise, conditioned on T5 embeddings (1, 77, D)."""
+    """Sample a (frames, 3, height, width) video in [-1, 1] from noise, conditioned on T5 embeddings (1, 77, D).
+    `initial_noise` (1, 3, frames, height, width) replaces the drawn start noise (motion inversion)."""
     guided = guidance_scale > 1.0
     states = text_batch(prompt_embeds, negative_embeds, 1, guided).to(device, dtype)
     scheduler.set_timesteps(steps, device=device)
     # The noise is drawn on the CPU generator, so a seed gives the same start on every device.
-    sample = randn_tensor((1, 3, frames, height, width), generator=generator, device=torch.device(device), dtype=dtype)
+    if initial_noise is None:
+        sample = randn_tensor((1, 3, frames, height, width), generator=generator, device=torch.device(device), dtype=dtype)
+    else:
+        sample = initial_noise.to(device, dtype)
     sample = sample * scheduler.init_noise_sigma
     extra = step_kwargs(scheduler, generator)
     for index, timestep in enumerate(scheduler.timesteps):
@@ -104,16 +109,22 @@ def generate_keyframes(
 
 
 def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
+    from show1_cli.finetune.adapter import apply_motion_options
+    from show1_cli.finetune.inversion import initial_noise
     from show1_cli.models import load_unet
     from show1_cli.weights import resolve_component
 
     settings = context.preset.keyframes
     runtime = context.runtime
     root = resolve_component(COMPONENT, context.weights_dir)
-    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    # With `generate --motion`, the motion adapter is blended in once, when the UNet is loaded.
+    unet = context.models.get(
+        f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options)
+    )
+    scheduler = load_scheduler(root)
     return generate_keyframes(
         unet,
-        load_scheduler(root),
+        scheduler,
         prompt_embeds=context.text_embeddings[context.prompt],
         negative_embeds=context.text_embeddings[settings.negative_prompt],
         frames=settings.frames,
@@ -125,5 +136,6 @@ def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
         device=runtime.device,
         dtype=runtime.dtype,
         on_step=context.on_step,
+        initial_noise=initial_noise(context, unet, scheduler.config),  # None unless --motion-init inversion
     )
 
