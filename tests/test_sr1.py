@@ -139,12 +139,13 @@ def test_same_seed_same_video_and_progress_counts_every_step(tiny_sr1):
 
 
 def test_sizes_the_model_cannot_take_are_refused():
-    clip = torch.zeros(3, 3, 40, 64)
-    sr1.check_sizes(clip, 160, 256)
+    sr1.check_sizes(40, 64, 160, 256)
     with pytest.raises(InputError, match="multiple of 16"):
-        sr1.check_sizes(clip, 168, 256)
+        sr1.check_sizes(40, 64, 168, 256)
     with pytest.raises(InputError, match="larger than the sr1 target"):
-        sr1.check_sizes(torch.zeros(3, 3, 320, 576), 160, 256)
+        sr1.check_sizes(320, 576, 160, 256)
+    with pytest.raises(InputError, match="multiple of 64"):
+        sr1.check_sizes(160, 256, 320, 560, stage="sr2")
 
 
 def context(weights_dir, choice: str | None) -> StageContext:

@@ -1,13 +1,132 @@
-"""`show1 upscale`."""
+"""`show1 upscale`: the pixel (sr1) and latent (sr2) super-resolution stages on a video file."""
 
 from __future__ import annotations
 
-from show1_cli.cli.app import DebugOption, QuietOption, app, command
-from show1_cli.errors import StageError
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from show1_cli.chain import Chain, Job, random_seed
+from show1_cli.cli.app import (
+    DebugOption,
+    DeviceOption,
+    DtypeOption,
+    JsonOption,
+    OffloadOption,
+    OutputOption,
+    OverwriteOption,
+    PresetOption,
+    QuietOption,
+    SetOption,
+    WeightsDirOption,
+    app,
+    command,
+    err_console,
+    report_run,
+)
+from show1_cli.cli.generate import FirstFrameOption, LosslessOption
+from show1_cli.errors import InputError
+from show1_cli.presets import Preset, load_preset
+from show1_cli.runtime import resolve_runtime
+from show1_cli.stages import first_frame
+from show1_cli.stages.sr1 import check_sizes
+from show1_cli.video import ensure_writable, read_video
+from show1_cli.weights import weights_dir_from_env
+
+STAGE_CHOICES = {"sr1": ("sr1",), "sr2": ("sr2",), "all": ("sr1", "sr2")}
 
 
 @app.command("upscale")
 @command
-def upscale(quiet: QuietOption = False, debug: DebugOption = False) -> None:
-    """Upscale a video with the pixel (sr1) and latent (sr2) super-resolution stages."""
-    raise StageError("`show1 upscale` needs its stage, which this version of show1 does not have yet", "update show1")
+def upscale(
+    input_path: Annotated[
+        Path, typer.Argument(metavar="IN", help="Video to upscale (for example from --stages keyframes,interpolate).", dir_okay=False)
+    ],
+    output: OutputOption,
+    stage: Annotated[
+        str,
+        typer.Option("--stage", help="sr1: pixel 4x (64x40 -> 256x160 by default); sr2: latent, to 576x320; all: sr1 then sr2."),
+    ] = "all",
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
+    ] = None,
+    first_frame_choice: FirstFrameOption = "auto",
+    lossless: LosslessOption = False,
+    preset_name: PresetOption = "default",
+    overrides: SetOption = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
+    ] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    offload: OffloadOption = "model",
+    weights_dir: WeightsDirOption = None,
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Upscale a video with the pixel (sr1) and/or latent (sr2) super-resolution stage.
+
+    Sizes, steps and guidance come from the preset's sr1/sr2 sections (--set sr1.width=... to change
+    them); every frame is kept and the frame rate is unchanged. sr1 anchors its first window on an
+    IF-II-L upscale of frame 0 when that (gated) model is present; --first-frame none runs without it.
+
+    Examples:
+
+      show1 upscale smooth.mp4 -o final.mp4
+
+      show1 upscale smooth.mp4 -o mid.mp4 --stage sr1 --first-frame none
+
+      show1 upscale mid.mp4 -o final.mp4 --stage sr2 --prompt "a panda taking a selfie"
+    """
+    if stage not in STAGE_CHOICES:
+        raise InputError(f"unknown --stage {stage!r}", f"use one of {', '.join(STAGE_CHOICES)}")
+    stages = STAGE_CHOICES[stage]
+    ensure_writable(output, overwrite)
+    preset = load_preset(preset_name, list(overrides or [])).with_stages(stages)
+    wd = weights_dir_from_env(weights_dir)
+    used = first_frame.decide(first_frame_choice, wd) if "sr1" in stages else None
+
+    video = read_video(input_path)
+    check_chain_sizes(video.frames.shape[-2:], preset)
+    if prompt is None:
+        prompt = video.metadata.get("prompt")
+        if not prompt:
+            raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
+    if seed is None:
+        stored = video.metadata.get("seed", "")
+        seed = int(stored) if stored.isdigit() else random_seed()
+
+    chain = Chain(
+        resolve_runtime(device, dtype, offload),
+        wd,
+        options={"first_frame": first_frame_choice},
+        show_progress=not quiet and not as_json,
+    )
+    before = [name for name in video.metadata.get("stages", "").split(",") if name and name not in stages]
+    job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
+              metadata={"stages_before": before, "upscaled_from": str(input_path)})
+    (result,) = chain.run([job], overwrite=overwrite)
+    extra = {"frames": result.frames, "size": list(result.size)}
+    if used is not None:
+        extra["first_frame"] = used
+        if not as_json and not quiet:
+            err_console.print(f"  first frame: {describe_first_frame(used)}")
+    report_run(result.output, seed, preset.name, result.reports, as_json=as_json, quiet=quiet, extra=extra)
+
+
+def check_chain_sizes(size: tuple[int, int], preset: Preset) -> None:
+    """Check, before loading any model, that each stage can take the size the stage before hands it."""
+    height, width = size
+    for name in preset.stages:
+        settings = getattr(preset, name)
+        check_sizes(height, width, settings.height, settings.width, stage=name)
+        height, width = settings.height, settings.width
+
+
+def describe_first_frame(used: str) -> str:
+    if used == "if":
+        return f"{first_frame.COMPONENT} (image super-resolution anchor)"
+    return f"none: {first_frame.COMPONENT} not used, sr1's first window ran without the anchor"

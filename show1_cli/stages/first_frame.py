@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -34,30 +35,35 @@ WHAT_IT_ADDS = (
 )
 
 
-def choose(context: StageContext) -> str:
-    """Which first frame sr1 uses ("if" or "none"), recorded in `context.options["first_frame_used"]`."""
+def decide(wanted: str, weights_dir: Path | None) -> str:
+    """The first frame `--first-frame wanted` gives with these weights: "if" or "none" (logs nothing)."""
     from show1_cli.weights import component_status, resolve_component
 
-    wanted = context.options.get("first_frame", "auto")
     if wanted not in CHOICES:
         raise InputError(f"unknown --first-frame {wanted!r}", f"use one of {', '.join(CHOICES)}")
-    if wanted == "if":
-        resolve_component(COMPONENT, context.weights_dir)  # WeightsError with the licence fix when missing
-        used = "if"
-    elif wanted == "none":
-        used = "none"
-    elif component_status(COMPONENT, context.weights_dir).any_present:
-        resolve_component(COMPONENT, context.weights_dir)  # present but broken: say so rather than fall back
-        used = "if"
-    else:
+    if wanted == "none":
+        return "none"
+    if wanted == "auto" and not component_status(COMPONENT, weights_dir).any_present:
+        return "none"
+    # "if", or "auto" with IF-II-L (partly) present: a missing, gated or broken model is an error with its fix.
+    resolve_component(COMPONENT, weights_dir)
+    return "if"
+
+
+def choose(context: StageContext) -> str:
+    """Which first frame sr1 uses ("if" or "none"), said in the log and kept in `context.options["first_frame_used"]`."""
+    wanted = context.options.get("first_frame", "auto")
+    used = decide(wanted, context.weights_dir)
+    if used == "if":
+        logger.info("first frame: upscaled with %s", COMPONENT)
+    elif wanted == "auto":
         logger.warning(
             "first frame: %s (gated) not found, sr1 runs without the first-frame anchor (--first-frame none); "
             "see `show1 weights list` for what it adds",
             COMPONENT,
         )
-        used = "none"
-    if used == "if":
-        logger.info("first frame: upscaled with %s", COMPONENT)
+    else:
+        logger.info("first frame: none (--first-frame none), sr1 runs without the first-frame anchor")
     context.options["first_frame_used"] = used
     return used
 

@@ -175,15 +175,14 @@ def load_scheduler(component_dir: Path, subfolder: str):
     return getattr(diffusers, config["_class_name"]).from_pretrained(component_dir, subfolder=subfolder)
 
 
-def check_sizes(video: torch.Tensor, height: int, width: int, stage: str = "sr1") -> None:
-    """Refuse inputs the stage cannot upscale: a target its UNet cannot halve, or a shrinking 'upscale'."""
+def check_sizes(in_height: int, in_width: int, height: int, width: int, stage: str = "sr1") -> None:
+    """Refuse what the stage's model cannot do: a target it cannot halve down its UNet, or shrinking frames."""
     multiple = SIZE_MULTIPLE[stage]
     if height % multiple or width % multiple:
         raise InputError(
             f"{stage} target {width}x{height} is not a multiple of {multiple}, which its model needs",
             f"use --set {stage}.width=W --set {stage}.height=H with multiples of {multiple}",
         )
-    in_height, in_width = video.shape[-2:]
     if in_height > height or in_width > width:
         raise InputError(
             f"input frames are {in_width}x{in_height}, larger than the {stage} target {width}x{height}",
@@ -199,7 +198,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     preset = context.preset
     settings = preset.sr1
     runtime = context.runtime
-    check_sizes(video, settings.height, settings.width)
+    check_sizes(*video.shape[-2:], settings.height, settings.width)
     prompt_embeds = context.text_embeddings[context.prompt]
     negative_embeds = context.text_embeddings[settings.negative_prompt]
 

@@ -127,7 +127,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
 
     settings = context.preset.sr2
     runtime = context.runtime
-    check_sizes(video, settings.height, settings.width, stage="sr2")
+    check_sizes(*video.shape[-2:], settings.height, settings.width, stage="sr2")
     root = resolve_component(COMPONENT, context.weights_dir)
 
     encoder_key = f"{COMPONENT}/text_encoder"
