@@ -23,7 +23,7 @@ def scheduler() -> DPMSolverMultistepScheduler:
 def vae(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vae")
     write_vae(folder)
-    return AutoencoderKL.from_pretrained(folder).eval()
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=False).eval()
 
 
 @pytest.fixture(scope="module")

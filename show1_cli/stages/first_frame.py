@@ -29,10 +29,6 @@ logger = logging.getLogger("show1")
 
 COMPONENT = "IF-II-L-v1.0"
 CHOICES = ("auto", "if", "none")
-WHAT_IT_ADDS = (
-    "optional: upscales sr1's first frame with a stronger image model; the whole video is anchored on "
-    "that frame (sharper detail). Without it `--first-frame none` runs sr1 unanchored"
-)
 
 
 def decide(wanted: str, weights_dir: Path | None) -> str:

@@ -11,6 +11,7 @@ with its own CLIP text encoder, scheduler and classifier-free guidance, and deco
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -117,9 +118,21 @@ def translate(
     return decode_latents(vae, latents[0].permute(1, 0, 2, 3))
 
 
+def encode_with_own_encoder(context: StageContext, root: Path, texts: list[str]) -> torch.Tensor:
+    """sr2's CLIP states for `texts`; the encoder is dropped once done, so it never sits next to the UNet."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    key = f"{COMPONENT}/text_encoder"
+    dtype = context.runtime.dtype
+    encoder = context.models.get(key, lambda: CLIPTextModel.from_pretrained(root, subfolder="text_encoder", torch_dtype=dtype))
+    tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
+    states = encode_prompt(tokenizer, encoder, texts, context.runtime.device)
+    context.models.drop(key)
+    return states
+
+
 def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     from diffusers import AutoencoderKL
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     from show1_cli.models import load_unet
     from show1_cli.stages.sr1 import StepCounter
@@ -130,17 +143,13 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     check_sizes(*video.shape[-2:], settings.height, settings.width, stage="sr2")
     root = resolve_component(COMPONENT, context.weights_dir)
 
-    encoder_key = f"{COMPONENT}/text_encoder"
-    text_encoder = context.models.get(
-        encoder_key, lambda: CLIPTextModel.from_pretrained(root, subfolder="text_encoder", torch_dtype=runtime.dtype)
-    )
-    tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
-    embeds = encode_prompt(tokenizer, text_encoder, [context.prompt, settings.negative_prompt], runtime.device)
-    context.models.drop(encoder_key)  # its work is done; keep the accelerator for the UNet and the VAE
-
+    embeds = encode_with_own_encoder(context, root, [context.prompt, settings.negative_prompt])
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    # The hub's sr2 VAE is a .bin pickle only: say so, rather than have diffusers look for safetensors and log an error.
+    safetensors = (root / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     vae = context.models.get(
-        f"{COMPONENT}/vae", lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=runtime.dtype)
+        f"{COMPONENT}/vae",
+        lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=runtime.dtype, use_safetensors=safetensors),
     )
     scheduler = load_scheduler(root, "scheduler")
     run_steps = len(denoising_timesteps(scheduler, settings.steps, settings.strength, "cpu"))
