@@ -117,11 +117,6 @@ def _write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
         temp.unlink(missing_ok=True)
 
 
-class _LossColumn(TextColumn):
-    def __init__(self) -> None:
-        super().__init__("loss {task.fields[loss]}")
-
-
 @app.command("finetune-motion")
 @command
 def finetune_motion(
@@ -177,15 +172,17 @@ def finetune_motion(
         raise InputError(f"unknown --train {train!r}", f"use one of {', '.join(TRAINABLE_SETS)}")
     loss_spec = parse_loss(loss)
     ensure_adapter_writable(output, overwrite)
-    if validate is not None:
-        for step in (*range(validate_every, steps + 1, validate_every), steps):
-            ensure_writable(_validation_path(output, step), overwrite)
     settings_preset = load_preset(preset, set_ or ())
     size = settings_preset.keyframes
     clip = read_video(reference)
     clip_frames = sample_frames(clip.frames, frames, size.height, size.width)
     reference_hash = file_sha256(reference)
     checkpoint = _read_checkpoint(resume) if resume is not None else None
+    first_step = int(checkpoint["step"]) if checkpoint is not None else 0
+    if validate is not None:
+        for step in (*range(validate_every, steps + 1, validate_every), steps):
+            if step > first_step:
+                ensure_writable(_validation_path(output, step), overwrite)
     if checkpoint is not None:
         if seed is not None and seed != checkpoint["settings"]["seed"]:
             raise InputError(f"--seed {seed} differs from the checkpoint's {checkpoint['settings']['seed']}", "omit --seed when resuming")
@@ -242,7 +239,7 @@ def finetune_motion(
         TextColumn("finetune-motion"),
         BarColumn(),
         MofNCompleteColumn(),
-        _LossColumn(),
+        TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
@@ -253,7 +250,6 @@ def finetune_motion(
     task = progress.add_task("train", total=steps, loss="-", rate="")
     smoothed: list[float] = []
     started = time.perf_counter()
-    first_step = int(checkpoint["step"]) if checkpoint is not None else 0
 
     def on_step(info: StepInfo) -> None:
         previous = smoothed[-1] if smoothed else info.loss

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from show1_cli.errors import InputError
+from show1_cli.errors import InputError, StageError
 from show1_cli.finetune.losses import LossSpec, parse_loss
 from show1_cli.models import temporal_attention_parameters, train_only
 
@@ -187,7 +187,7 @@ def train_motion(
         prediction = output[:, :EPSILON_CHANNELS].float()
         loss = settings.loss(prediction, noise, generator)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower --lr")
+            raise StageError(f"training diverged: the loss became {loss.item()} at step {step}", "lower --lr")
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
