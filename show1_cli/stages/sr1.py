@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.stages import StageContext
 from show1_cli.stages.keyframes import guided_noise, step_kwargs, text_batch
-
-logger = logging.getLogger("show1")
 
 COMPONENT = "show-1-sr1"
 
