@@ -8,6 +8,7 @@ the command line with `--set section.key=value`. The result is an immutable, ful
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -275,9 +276,13 @@ def _check_section(source: str, section: str, settings: Any) -> None:
         if not 1 <= settings.stride < settings.window:
             fail("stride", f"must be between 1 and window-1 ({settings.window - 1}) so windows overlap, got {settings.stride}",
                  f"use {settings.window - 1}")
-    if section == "sr2" and not 0 < settings.strength <= SR2_MAX_STRENGTH:
-        fail("strength", f"must be in (0, {SR2_MAX_STRENGTH}], got {settings.strength}",
-             "show-1-sr2 was trained on timesteps 0-900 only; the paper uses 0.8")
+    if section == "sr2":
+        if not 0 < settings.strength <= SR2_MAX_STRENGTH:
+            fail("strength", f"must be in (0, {SR2_MAX_STRENGTH}], got {settings.strength}",
+                 "show-1-sr2 was trained on timesteps 0-900 only; the paper uses 0.8")
+        if int(settings.steps * settings.strength) < 1:
+            fail("steps", f"x strength runs no denoising step ({settings.steps} x {settings.strength} < 1)",
+                 f"raise sr2.steps to at least {math.ceil(1 / settings.strength)}")
 
 
 def _check_stages(stages: tuple[str, ...], source: str) -> None:
@@ -296,6 +301,6 @@ def _check_combinations(preset: Preset) -> None:
         raise InputError(f"{preset.source}: interpolation needs at least 2 keyframes, got keyframes.frames={preset.keyframes.frames}",
                          "raise keyframes.frames or drop 'interpolate' from stages")
     too_small = preset.sr1.height < preset.keyframes.height or preset.sr1.width < preset.keyframes.width
-    if "sr1" in preset.stages and too_small:
+    if {"keyframes", "sr1"} <= set(preset.stages) and too_small:
         raise InputError(f"{preset.source}: sr1 size {preset.sr1.width}x{preset.sr1.height} is smaller than the keyframes",
                          "super-resolution only enlarges: raise sr1.height and sr1.width")

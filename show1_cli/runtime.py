@@ -6,7 +6,9 @@ import resource
 import sys
 from dataclasses import dataclass
 
+import diffusers
 import torch
+import transformers
 
 from show1_cli.errors import InputError
 
@@ -81,6 +83,9 @@ class ModelStore:
     """
 
     def __init__(self, runtime: Runtime):
+        # The libraries' per-file loading bars would interleave with show1's own progress display.
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
         self.runtime = runtime
         self._models: dict[str, torch.nn.Module] = {}
         self._hooks: dict[str, object] = {}

@@ -67,6 +67,7 @@ def test_a_preset_file_by_path_with_a_base(tmp_path):
         (["sr1.window=1"], "sr1.window must be at least 2"),
         (["sr2.strength=0.95"], "sr2.strength must be in (0, 0.9]"),
         (["sr1.noise_level=1000"], "sr1.noise_level must be a timestep"),
+        (["sr2.steps=1"], "sr2.steps x strength runs no denoising step"),
         (["keyframes.steps=0"], "keyframes.steps must be at least 1"),
         (["fps=0"], "fps must be positive"),
         (["stages=sr1,keyframes"], "out of order"),

@@ -81,15 +81,16 @@ WeightsDirOption = Annotated[
     ),
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, warnings only.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary; warnings and errors only.")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON summary line on stdout (output, seed, preset, seconds and peak memory per stage).")
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Verbose logging and full tracebacks.")]
 
 
-def configure_logging(quiet: bool, debug: bool) -> None:
-    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+def configure_logging(debug: bool) -> None:
+    # Progress and the summary are drawn by rich; the log carries warnings, and everything with --debug.
+    level = logging.DEBUG if debug else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     if not debug:
         # Library chatter (download notices, deprecation hints) is not for end users.
@@ -107,7 +108,7 @@ def command(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug", False))
-        configure_logging(bool(kwargs.get("quiet", False)), debug)
+        configure_logging(debug)
         try:
             return function(*args, **kwargs)
         except Show1Error as error:
