@@ -26,7 +26,8 @@ from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.progress import StepCallback
 from show1_cli.stages import StageContext
-from show1_cli.stages.keyframes import guided_noise, load_scheduler, step_kwargs, text_batch
+from show1_cli.stages.keyframes import load_scheduler
+from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
 
 COMPONENT = "show-1-interpolation"
 WINDOW = 5  # frames per window: the two given frames and three new ones between them

@@ -22,7 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.stages import StageContext
-from show1_cli.stages.keyframes import guided_noise, step_kwargs, text_batch
+from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
 
 COMPONENT = "show-1-sr1"
 
