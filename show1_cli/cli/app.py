@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 
 from show1_cli import __version__
-from show1_cli.errors import Show1Error
+from show1_cli.chain import random_seed
+from show1_cli.errors import InputError, Show1Error
 from show1_cli.progress import StageReport, format_bytes
+from show1_cli.video import Video
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -86,6 +88,42 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON summary line on stdout (output, seed, preset, seconds and peak memory per stage).")
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Verbose logging and full tracebacks.")]
+KeepInputFramesOption = Annotated[
+    bool,
+    typer.Option("--keep-input-frames", help="Interpolation: keep every input frame unchanged (the original regenerates them)."),
+]
+LosslessOption = Annotated[
+    bool,
+    typer.Option("--lossless", help="Write the output losslessly (RGB H.264, QP 0): bigger files, exact frames for further processing."),
+]
+FirstFrameOption = Annotated[
+    str,
+    typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if, or none."),
+]
+# For commands that take a video made by show1: its metadata supplies the prompt and the seed.
+InputPromptOption = Annotated[
+    str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
+]
+InputSeedOption = Annotated[
+    int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
+]
+
+
+def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: int | None) -> tuple[str, int]:
+    """The prompt and seed for processing `video`: the ones given, else those show1 stored in it."""
+    if prompt is None:
+        prompt = video.metadata.get("prompt")
+        if not prompt:
+            raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
+    if seed is None:
+        stored = video.metadata.get("seed", "")
+        seed = int(stored) if stored.isdigit() else random_seed()
+    return prompt, seed
+
+
+def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:
+    """The stages that made the input video, as its show1 metadata says (none for other files)."""
+    return [stage for stage in video.metadata.get("stages", "").split(",") if stage and stage not in running]
 
 
 def configure_logging(debug: bool) -> None:

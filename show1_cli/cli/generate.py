@@ -14,7 +14,10 @@ from show1_cli.cli.app import (
     DebugOption,
     DeviceOption,
     DtypeOption,
+    FirstFrameOption,
     JsonOption,
+    KeepInputFramesOption,
+    LosslessOption,
     OffloadOption,
     OverwriteOption,
     PresetOption,
@@ -38,18 +41,7 @@ StagesOption = Annotated[
     str | None,
     typer.Option("--stages", metavar="LIST", help=f"Comma-separated stages to run instead of the preset's ({', '.join(STAGES)})."),
 ]
-KeepInputFramesOption = Annotated[
-    bool,
-    typer.Option("--keep-input-frames", help="Interpolation: keep every input frame unchanged (the original regenerates them)."),
-]
-LosslessOption = Annotated[
-    bool,
-    typer.Option("--lossless", help="Write the output losslessly (RGB H.264, QP 0): bigger files, exact frames for further processing."),
-]
-FirstFrameOption = Annotated[
-    str,
-    typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if, or none."),
-]
+
 
 
 def parse_stages(text: str | None) -> tuple[str, ...] | None:

@@ -7,12 +7,16 @@ from typing import Annotated
 
 import typer
 
-from show1_cli.chain import Chain, Job, random_seed
+from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
     DebugOption,
     DeviceOption,
     DtypeOption,
+    InputPromptOption,
+    InputSeedOption,
     JsonOption,
+    KeepInputFramesOption,
+    LosslessOption,
     OffloadOption,
     OutputOption,
     OverwriteOption,
@@ -22,10 +26,10 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    prompt_and_seed,
     report_run,
+    stages_before,
 )
-from show1_cli.cli.generate import KeepInputFramesOption, LosslessOption
-from show1_cli.errors import InputError
 from show1_cli.presets import load_preset
 from show1_cli.runtime import resolve_runtime
 from show1_cli.video import ensure_writable, read_video
@@ -39,16 +43,12 @@ def interpolate(
         Path, typer.Argument(metavar="IN", help="Video to interpolate (for example from --stages keyframes).", dir_okay=False)
     ],
     output: OutputOption,
-    prompt: Annotated[
-        str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
-    ] = None,
+    prompt: InputPromptOption = None,
     keep_input_frames: KeepInputFramesOption = False,
     lossless: LosslessOption = False,
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
-    ] = None,
+    seed: InputSeedOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -71,13 +71,7 @@ def interpolate(
     """
     ensure_writable(output, overwrite)
     video = read_video(input_path)
-    if prompt is None:
-        prompt = video.metadata.get("prompt")
-        if not prompt:
-            raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
-    if seed is None:
-        stored = video.metadata.get("seed", "")
-        seed = int(stored) if stored.isdigit() else random_seed()
+    prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
     preset = load_preset(preset_name, list(overrides or [])).with_stages(["interpolate"])
     chain = Chain(
         resolve_runtime(device, dtype, offload),
@@ -86,12 +80,8 @@ def interpolate(
         show_progress=not quiet and not as_json,
     )
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
-              metadata={"stages_before": _stages_of(video.metadata), "interpolated_from": str(input_path)})
+              metadata={"stages_before": stages_before(video, preset.stages), "interpolated_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)
     report_run(result.output, seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                extra={"frames": result.frames, "size": list(result.size)})
 
-
-def _stages_of(metadata: dict[str, str]) -> list[str]:
-    """The stages that made the input, as its show1 metadata says (none for other files)."""
-    return [stage for stage in metadata.get("stages", "").split(",") if stage]

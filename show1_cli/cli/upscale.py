@@ -7,12 +7,16 @@ from typing import Annotated
 
 import typer
 
-from show1_cli.chain import Chain, Job, random_seed
+from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
     DebugOption,
     DeviceOption,
     DtypeOption,
+    FirstFrameOption,
+    InputPromptOption,
+    InputSeedOption,
     JsonOption,
+    LosslessOption,
     OffloadOption,
     OutputOption,
     OverwriteOption,
@@ -23,9 +27,10 @@ from show1_cli.cli.app import (
     app,
     command,
     err_console,
+    prompt_and_seed,
     report_run,
+    stages_before,
 )
-from show1_cli.cli.generate import FirstFrameOption, LosslessOption
 from show1_cli.errors import InputError
 from show1_cli.presets import Preset, load_preset
 from show1_cli.runtime import resolve_runtime
@@ -48,16 +53,12 @@ def upscale(
         str,
         typer.Option("--stage", help="sr1: pixel 4x (64x40 -> 256x160 by default); sr2: latent, to 576x320; all: sr1 then sr2."),
     ] = "all",
-    prompt: Annotated[
-        str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
-    ] = None,
+    prompt: InputPromptOption = None,
     first_frame_choice: FirstFrameOption = "auto",
     lossless: LosslessOption = False,
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
-    ] = None,
+    seed: InputSeedOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -91,13 +92,7 @@ def upscale(
 
     video = read_video(input_path)
     check_chain_sizes(video.frames.shape[-2:], preset)
-    if prompt is None:
-        prompt = video.metadata.get("prompt")
-        if not prompt:
-            raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
-    if seed is None:
-        stored = video.metadata.get("seed", "")
-        seed = int(stored) if stored.isdigit() else random_seed()
+    prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
 
     chain = Chain(
         resolve_runtime(device, dtype, offload),
@@ -105,9 +100,8 @@ def upscale(
         options={"first_frame": first_frame_choice},
         show_progress=not quiet and not as_json,
     )
-    before = [name for name in video.metadata.get("stages", "").split(",") if name and name not in stages]
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
-              metadata={"stages_before": before, "upscaled_from": str(input_path)})
+              metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)
     extra = {"frames": result.frames, "size": list(result.size)}
     if used is not None:
