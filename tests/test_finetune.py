@@ -263,7 +263,7 @@ def test_finetune_motion_writes_exactly_the_trained_keys_with_metadata_and_resum
     assert keys == set(temporal_attention_parameters(load_unet(tiny_weights / BASE), "qkv"))
     base = get_component(BASE)
     assert metadata["base_component"] == BASE and metadata["base_revision"] == base.revision
-    assert metadata["parameter_set"] == "qkv" and metadata["loss"] == "motion" and metadata["steps"] == "4"
+    assert metadata["parameter_set"] == "qkv" and metadata["loss"] == "debiased" and metadata["steps"] == "4"
     assert metadata["prompt"] == "a square moves right" and metadata["frames"] == str(FRAMES)
     assert (metadata["height"], metadata["width"]) == (str(HEIGHT), str(WIDTH))
     import hashlib

@@ -127,8 +127,8 @@ def finetune_motion(
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-4,
     frames: Annotated[int, typer.Option("--frames", min=2, help="Frames sampled evenly from the clip.")] = 8,
     loss: Annotated[
-        str, typer.Option("--loss", help="motion (default), mse, debiased, or a weighted sum such as motion+0.1*mse. See docs/losses.md.")
-    ] = "motion",
+        str, typer.Option("--loss", help="debiased (default), motion, mse, or a weighted sum such as motion+0.1*mse. See docs/losses.md.")
+    ] = "debiased",
     train: Annotated[
         str,
         typer.Option(
@@ -158,7 +158,19 @@ def finetune_motion(
     quiet: QuietOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Teach the keyframe model the motion of a reference clip; writes a motion adapter for `generate --motion`."""
+    """Teach the keyframe model the motion of a reference clip; writes a motion adapter for `generate --motion`.
+
+    Only the temporal attention of show-1-base is trained (--train); the clip is sampled to --frames frames at
+    the preset's keyframe size. The adapter records its base model, loss, steps and prompt in its metadata.
+
+    Examples:
+
+      show1 finetune-motion dog.mp4 --prompt "a dog is running" -o running.safetensors --seed 1
+
+      show1 finetune-motion car.mp4 --prompt "a car is moving" -o car.safetensors --checkpoint-every 100 --validate "a bus is moving"
+
+      show1 generate "a tiger is running" -o tiger.mp4 --motion running.safetensors --motion-scale 0.8
+    """
     from show1_cli.models import load_unet
     from show1_cli.presets import load_preset
     from show1_cli.runtime import ModelStore, resolve_runtime

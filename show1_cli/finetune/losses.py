@@ -3,7 +3,7 @@
 Every loss takes the predicted and the true noise as `(batch, channels, frames, height, width)` tensors
 (channels = the 3 epsilon channels; a pixel UNet's 3 variance channels are cut off before) and returns a
 scalar. docs/losses.md derives each one, places it among the losses the Show-1 stages were trained
-with, and explains the choice of the default (`motion`), measured by benchmarks/motion_losses.py.
+with, and explains the choice of the default (`debiased`), measured by benchmarks/motion_losses.py.
 
 `parse_loss("motion+0.1*mse")` turns the `--loss` option into a `LossSpec`, a weighted sum of them.
 """

@@ -3,7 +3,7 @@
 `train_motion` fine-tunes a chosen set of temporal-attention parameters of the keyframe UNet in place on
 one reference clip (VMC, Jeong et al. 2023, on show-1-base): every step draws a timestep uniformly, noises
 the clip with the base noise schedule (cosine betas), predicts the noise and minimises the loss chosen
-with `--loss` (show1_cli/finetune/losses.py; why the default is the motion loss: docs/losses.md).
+with `--loss` (show1_cli/finetune/losses.py; why the default is the appearance-debiased MSE: docs/losses.md).
 
 Everything random (timesteps, noise, debiasing anchors) comes from one generator seeded with the seed,
 and dropout from torch's global generator, both saved in checkpoints: resuming from a checkpoint reaches
@@ -38,7 +38,7 @@ class TrainSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
-    loss: LossSpec = field(default_factory=lambda: parse_loss("motion"))
+    loss: LossSpec = field(default_factory=lambda: parse_loss("debiased"))
     parameter_set: str = "qkv"
     seed: int = 0
     checkpoint_every: int = 0  # 0: never
