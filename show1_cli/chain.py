@@ -35,6 +35,7 @@ from show1_cli.presets import STAGES, Preset, load_preset
 from show1_cli.progress import ChainProgress, StageReport
 from show1_cli.runtime import ModelStore, Runtime
 from show1_cli.stages import StageContext, run_stage
+from show1_cli.weights import WeightSource, weight_source
 
 logger = logging.getLogger("show1")
 
@@ -132,25 +133,29 @@ class Chain:
         if not pending:
             return results
 
+        sets = {job.preset.weights for job in pending}
+        if len(sets) > 1:
+            raise InputError(f"one run cannot mix presets on different weights ({', '.join(sorted(sets))})",
+                             "run the items of each weight set as separate batches")
+        weights = weight_source(pending[0].preset.weights, self.weights_dir)
         texts = [text for job in pending for text in job.texts()]
-        embeddings, text_report = self._encode(texts)
+        embeddings, text_report = self._encode(texts, weights)
         for number, job in enumerate(pending, start=1):
             if len(pending) > 1:
                 logger.info("item %d of %d: %s", number, len(pending), job.output.name)
-            result = self._run_job(job, embeddings, overwrite)
+            result = self._run_job(job, embeddings, weights, overwrite)
             if text_report is not None:
                 result.reports.insert(0, text_report)
                 text_report = None  # reported with the first item that used it
             results.append(result)
         return results
 
-    def _encode(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], StageReport | None]:
+    def _encode(self, texts: list[str], weights: WeightSource) -> tuple[dict[str, torch.Tensor], StageReport | None]:
         if not texts:
             return {}, None
         from show1_cli.text import COMPONENT, encode_texts
-        from show1_cli.weights import resolve_component
 
-        root = resolve_component(COMPONENT, self.weights_dir)
+        root = weights.resolve(COMPONENT)
         started = time.perf_counter()
         self.runtime.reset_peak_memory()
         embeddings = encode_texts(texts, self.models, root)
@@ -158,14 +163,14 @@ class Chain:
         logger.info("text encoder: %d texts in %.1f s", len(embeddings), report.seconds)
         return embeddings, report
 
-    def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], overwrite: bool) -> JobResult:
+    def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], weights: WeightSource, overwrite: bool) -> JobResult:
         context = StageContext(
             prompt=job.prompt,
             preset=job.preset,
             seed=job.seed,
             runtime=self.runtime,
             models=self.models,
-            weights_dir=self.weights_dir,
+            weights=weights,
             text_embeddings=embeddings,
             options=dict(self.options),
         )
@@ -207,7 +212,7 @@ def _metadata(job: Job, context: StageContext, last_stage: str) -> dict[str, Any
         "preset": job.preset.name,
         "preset_settings": job.preset.to_dict(),
         "stages": ",".join(ran),
-        "weights": _revisions(ran),
+        "weights": _revisions(ran, context.weights),
         "show1_version": __version__,
     }
     if "first_frame_used" in context.options:
@@ -218,10 +223,8 @@ def _metadata(job: Job, context: StageContext, last_stage: str) -> dict[str, Any
     return data
 
 
-def _revisions(stages: list[str]) -> dict[str, str | None]:
-    from show1_cli.weights import load_lock
-
-    lock = load_lock()
+def _revisions(stages: list[str], weights: WeightSource) -> dict[str, str | None]:
+    lock = weights.lock()
     names = dict.fromkeys(name for stage in stages for name in STAGE_COMPONENTS.get(stage, ()))
     return {name: lock[name].revision for name in names if name in lock}
 

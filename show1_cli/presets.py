@@ -80,7 +80,10 @@ SECTIONS: dict[str, type] = {
     "sr1": SR1Settings,
     "sr2": SR2Settings,
 }
+# Which weights a preset runs on: the showlab checkpoints ("hub"), or the micro cascade shipped with show1.
+WEIGHT_SETS = ("hub", "micro")
 TOP_LEVEL_KEYS = ("fps", "stages", *SECTIONS)
+OPTIONAL_KEYS = {"weights": "hub"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Preset:
     first_frame: FirstFrameSettings
     sr1: SR1Settings
     sr2: SR2Settings
+    weights: str = "hub"
 
     def with_stages(self, stages: Iterable[str]) -> Preset:
         """The same preset running other stages (validated like the file's own list)."""
@@ -102,7 +106,7 @@ class Preset:
         return dataclasses.replace(self, stages=stages)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"fps": self.fps, "stages": list(self.stages)}
+        data: dict[str, Any] = {"fps": self.fps, "stages": list(self.stages), "weights": self.weights}
         for section in SECTIONS:
             data[section] = dataclasses.asdict(getattr(self, section))
         return data
@@ -202,9 +206,13 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
-    unknown = [key for key in data if key not in TOP_LEVEL_KEYS]
+    unknown = [key for key in data if key not in TOP_LEVEL_KEYS and key not in OPTIONAL_KEYS]
     if unknown:
-        raise InputError(f"{source}: unknown key {unknown[0]!r}", f"top-level keys are {', '.join(TOP_LEVEL_KEYS)}")
+        raise InputError(f"{source}: unknown key {unknown[0]!r}", f"top-level keys are {', '.join((*TOP_LEVEL_KEYS, *OPTIONAL_KEYS))}")
+    weights = data.get("weights", OPTIONAL_KEYS["weights"])
+    if weights not in WEIGHT_SETS:
+        raise InputError(f"{source}: weights must be one of {', '.join(WEIGHT_SETS)}, got {weights!r}",
+                         "use weights: hub (the showlab checkpoints) or weights: micro")
     for key in TOP_LEVEL_KEYS:
         if key not in data:
             raise InputError(f"{source}: missing key {key!r}", "add it, or start from a shipped preset with `base: default`")
@@ -218,7 +226,7 @@ def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
         raise InputError(f"{source}: stages must be a list of stage names, got {stages!r}", f"choose from {', '.join(STAGES)}")
     _check_stages(tuple(stages), source)
     sections = {section: _build_section(source, section, data[section]) for section in SECTIONS}
-    preset = Preset(name=name, source=source, fps=fps, stages=tuple(stages), **sections)
+    preset = Preset(name=name, source=source, fps=fps, stages=tuple(stages), **sections, weights=weights)
     _check_combinations(preset)
     return preset
 

@@ -103,3 +103,39 @@ def format_bytes(count: int) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     raise AssertionError("unreachable")
+
+
+class TrainingProgress:
+    """A training run's bar on stderr: step, loss, it/s and ETA (only on a terminal and when `show`)."""
+
+    def __init__(self, total_steps: int, show: bool = True):
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not (show and console.is_terminal),
+        )
+        self._task = self._progress.add_task("train", total=total_steps, loss="-", rate="")
+        self._started = time.perf_counter()
+        self._first_step: int | None = None
+
+    def __enter__(self) -> TrainingProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def update(self, step: int, loss: float) -> None:
+        if self._first_step is None:  # a resumed run starts counting its rate at its first step
+            self._first_step, self._started = step - 1, time.perf_counter()
+        elapsed = time.perf_counter() - self._started
+        rate = f"{(step - self._first_step) / elapsed:.2f} it/s" if elapsed > 0 else ""
+        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", rate=rate)

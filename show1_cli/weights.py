@@ -326,6 +326,43 @@ def weights_dir_from_env(explicit: Path | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
+MICRO = "micro"  # the preset `weights:` value of the micro cascade shipped with show1
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a run's components come from: a weights folder (None: the hub cache) and the lock that pins them."""
+
+    weights_dir: Path | None = None
+    lock_path: Path | None = None  # None: the default lock (SHOW1_WEIGHTS_LOCK or the shipped one)
+
+    def lock(self) -> dict[str, Component]:
+        return load_lock(self.lock_path)
+
+    def has(self, name: str) -> bool:
+        return name in self.lock()
+
+    def resolve(self, name: str) -> Path:
+        return resolve_component(name, self.weights_dir, lock=self.lock())
+
+    def status(self, name: str) -> ComponentStatus:
+        return component_status(name, self.weights_dir, lock=self.lock())
+
+
+def micro_weights() -> WeightSource:
+    """The micro cascade shipped inside show1 (`show1_cli/data/micro/`, with its own lock)."""
+    folder = data_path("micro")
+    return WeightSource(folder, folder / "weights.lock")
+
+
+def weight_source(weight_set: str, weights_dir: Path | None) -> WeightSource:
+    """The components a preset's `weights:` names: the shipped micro cascade, or the hub weights in
+    `weights_dir` (None: the hub cache) pinned by the default lock."""
+    if weight_set == MICRO:
+        return micro_weights()
+    return WeightSource(weights_dir)
+
+
 def hub_cache_dir() -> Path:
     """The huggingface_hub cache folder, read from the environment now (not at import time)."""
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):

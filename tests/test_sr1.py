@@ -14,6 +14,7 @@ from show1_cli.models import UNet3DConditionModel
 from show1_cli.presets import load_preset
 from show1_cli.runtime import ModelStore, resolve_runtime
 from show1_cli.stages import StageContext, first_frame, sr1
+from show1_cli.weights import WeightSource
 from tests.tiny_checkpoints import CONFIGS, IMAGE_NOISING_SCHEDULER, SR1, T5_DIM, tiny_unet_config
 
 
@@ -151,7 +152,8 @@ def test_sizes_the_model_cannot_take_are_refused():
 def context(weights_dir, choice: str | None) -> StageContext:
     runtime = resolve_runtime("cpu", "fp32", "none")
     options = {} if choice is None else {"first_frame": choice}
-    return StageContext("a cat", load_preset("default"), 0, runtime, ModelStore(runtime), weights_dir=weights_dir, options=options)
+    return StageContext("a cat", load_preset("default"), 0, runtime, ModelStore(runtime), weights=WeightSource(weights_dir),
+                        options=options)
 
 
 def test_first_frame_choice_without_the_gated_model(tmp_path, caplog):

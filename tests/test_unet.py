@@ -26,7 +26,7 @@ from show1_cli.models import (
 DATA = Path(__file__).parent / "data"
 MANIFESTS = DATA / "unet" / "manifests"
 F_SMALL = DATA / "unet" / "fixtures" / "f_small"
-REAL_CONFIGS = DATA / "configs"
+REAL_CONFIGS = Path(__file__).resolve().parents[1] / "show1_cli" / "hub_configs"
 MANIFEST_NAMES = sorted(path.name for path in MANIFESTS.iterdir() if (path / "parameters.json").is_file())
 
 # Parameter counts of the four showlab UNets (REFERENCE.md section 2; they match the published file sizes).

@@ -37,7 +37,7 @@ from show1_cli.runtime import resolve_runtime
 from show1_cli.stages import first_frame
 from show1_cli.stages.sr1 import check_sizes
 from show1_cli.video import ensure_writable, read_video
-from show1_cli.weights import weights_dir_from_env
+from show1_cli.weights import weight_source, weights_dir_from_env
 
 STAGE_CHOICES = {"sr1": ("sr1",), "sr2": ("sr2",), "all": ("sr1", "sr2")}
 
@@ -88,7 +88,7 @@ def upscale(
     ensure_writable(output, overwrite)
     preset = load_preset(preset_name, list(overrides or [])).with_stages(stages)
     wd = weights_dir_from_env(weights_dir)
-    used = first_frame.decide(first_frame_choice, wd) if "sr1" in stages else None
+    used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
 
     video = read_video(input_path)
     check_chain_sizes(video.frames.shape[-2:], preset)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from show1_cli.errors import StageError
 from show1_cli.presets import Preset
 from show1_cli.progress import StepCallback
 from show1_cli.runtime import ModelStore, Runtime
+from show1_cli.weights import WeightSource
 
 
 def _no_progress(completed: int, total: int) -> None:
@@ -34,7 +34,7 @@ class StageContext:
     seed: int
     runtime: Runtime
     models: ModelStore
-    weights_dir: Path | None = None
+    weights: WeightSource = field(default_factory=WeightSource)
     on_step: StepCallback = _no_progress
     # T5 embeddings of the prompt and of each pixel stage's negative prompt, keyed by text; computed once
     # per prompt by the chain and shared by stages 1-3 (the original recomputes nothing either).

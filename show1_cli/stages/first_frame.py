@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from show1_cli.errors import InputError
 from show1_cli.stages import StageContext
 from show1_cli.stages.sr1 import denoise_conditioned, load_scheduler, upscale_condition
+from show1_cli.weights import WeightSource
 
 logger = logging.getLogger("show1")
 
@@ -31,28 +31,28 @@ COMPONENT = "IF-II-L-v1.0"
 CHOICES = ("auto", "if", "none")
 
 
-def decide(wanted: str, weights_dir: Path | None) -> str:
+def decide(wanted: str, weights: WeightSource) -> str:
     """The first frame `--first-frame wanted` gives with these weights: "if" or "none" (logs nothing)."""
-    from show1_cli.weights import component_status, resolve_component
-
     if wanted not in CHOICES:
         raise InputError(f"unknown --first-frame {wanted!r}", f"use one of {', '.join(CHOICES)}")
     if wanted == "none":
         return "none"
-    if wanted == "auto" and not component_status(COMPONENT, weights_dir).any_present:
+    if wanted == "auto" and (not weights.has(COMPONENT) or not weights.status(COMPONENT).any_present):
         return "none"
+    if not weights.has(COMPONENT):
+        raise InputError(f"--first-frame if: these weights have no {COMPONENT}", "use --first-frame auto or none")
     # "if", or "auto" with IF-II-L (partly) present: a missing, gated or broken model is an error with its fix.
-    resolve_component(COMPONENT, weights_dir)
+    weights.resolve(COMPONENT)
     return "if"
 
 
 def choose(context: StageContext) -> str:
     """Which first frame sr1 uses ("if" or "none"), said in the log and kept in `context.options["first_frame_used"]`."""
     wanted = context.options.get("first_frame", "auto")
-    used = decide(wanted, context.weights_dir)
+    used = decide(wanted, context.weights)
     if used == "if":
         logger.info("first frame: upscaled with %s", COMPONENT)
-    elif wanted == "auto":
+    elif wanted == "auto" and context.weights.has(COMPONENT):
         logger.warning(
             "first frame: %s (gated) not found, sr1 runs without the first-frame anchor (--first-frame none); "
             "see `show1 weights list` for what it adds",
@@ -113,11 +113,10 @@ def upscale_first_frame(
     """IF-II-L's upscaling of `frame` with the preset's first-frame settings (on the runtime's device)."""
     from diffusers import UNet2DConditionModel
 
-    from show1_cli.weights import resolve_component
 
     runtime = context.runtime
     settings = context.preset.first_frame
-    root = resolve_component(COMPONENT, context.weights_dir)
+    root = context.weights.resolve(COMPONENT)
     unet = context.models.get(
         f"{COMPONENT}/unet",
         lambda: UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=runtime.dtype),

@@ -169,12 +169,11 @@ def check_video(video: torch.Tensor) -> None:
 
 def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     from show1_cli.models import load_unet
-    from show1_cli.weights import resolve_component
 
     settings = context.preset.interpolate
     runtime = context.runtime
     check_video(video)
-    root: Path = resolve_component(COMPONENT, context.weights_dir)
+    root: Path = context.weights.resolve(COMPONENT)
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
     return interpolate_video(
         unet,

@@ -70,11 +70,10 @@ def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
     from show1_cli.finetune.adapter import apply_motion_options
     from show1_cli.finetune.inversion import initial_noise
     from show1_cli.models import load_unet
-    from show1_cli.weights import resolve_component
 
     settings = context.preset.keyframes
     runtime = context.runtime
-    root = resolve_component(COMPONENT, context.weights_dir)
+    root = context.weights.resolve(COMPONENT)
     # With `generate --motion`, the motion adapter is blended in once, when the UNet is loaded.
     unet = context.models.get(
         f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options)

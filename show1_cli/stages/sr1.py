@@ -190,7 +190,6 @@ def check_sizes(in_height: int, in_width: int, height: int, width: int, stage: s
 def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     from show1_cli.models import load_unet
     from show1_cli.stages import first_frame
-    from show1_cli.weights import resolve_component
 
     preset = context.preset
     settings = preset.sr1
@@ -199,7 +198,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     prompt_embeds = context.text_embeddings[context.prompt]
     negative_embeds = context.text_embeddings[settings.negative_prompt]
 
-    root = resolve_component(COMPONENT, context.weights_dir)
+    root = context.weights.resolve(COMPONENT)
     method = first_frame.choose(context)
     spans = windows(video.shape[0], settings.window, settings.stride)
     first_steps = preset.first_frame.steps if method == "if" else 0

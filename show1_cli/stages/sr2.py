@@ -136,12 +136,11 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
 
     from show1_cli.models import load_unet
     from show1_cli.stages.sr1 import StepCounter
-    from show1_cli.weights import resolve_component
 
     settings = context.preset.sr2
     runtime = context.runtime
     check_sizes(*video.shape[-2:], settings.height, settings.width, stage="sr2")
-    root = resolve_component(COMPONENT, context.weights_dir)
+    root = context.weights.resolve(COMPONENT)
 
     embeds = encode_with_own_encoder(context, root, [context.prompt, settings.negative_prompt])
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))

@@ -1,0 +1,144 @@
+"""The micro cascade: how it is built, from nothing, with show1's own commands.
+
+`python -m show1_cli.training.micro BUILD_DIR` (or `make micro-weights`) runs the whole recipe and
+prints every command before it runs it:
+
+1. `show1 toyworld data` renders the training clips (the toy world, held-out combinations excluded);
+2. the scaffold: the frozen parts of each repository (model index and scheduler configs as the real ones,
+   a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
+   model, both trained/seeded on the toy world's caption vocabulary);
+3. `show1 train` for keyframes, interpolate, sr1 and the vae (two at a time, one CPU thread each), then
+   sr2 on top of the trained vae, each from scratch with its config from show1_cli/training/configs/;
+4. the lock: sha256 and size of every file the stages need.
+
+Every step is resumable: finished outputs are kept, and an interrupted training continues from its last
+checkpoint. The result, BUILD_DIR/weights/, is what ships in show1_cli/data/micro/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from show1_cli.training.scaffold import train_sentencepiece, write_pixel_repository_parts, write_sr2_repository_parts
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+T5_DIM = 64
+CLIP_DIM = 64
+SEED = 20261201
+PRESET = "micro"
+# Components and the files of each that the lock pins (what the stages read).
+COMPONENTS = ("show-1-base", "show-1-interpolation", "show-1-sr1", "show-1-sr2")
+
+# Clips per (colour, shape, motion, background) combination, and the training recipe of each stage:
+# (stage, component, config, init component, extra options). Sizes come from the micro preset.
+CLIPS_PER_COMBINATION = 6
+COMMON = ["--preset", PRESET, "--ema", "--checkpoint-every", "100", "--warmup", "100", "--seed", "1"]
+RECIPES: dict[str, tuple[str, str, list[str]]] = {
+    "keyframes": ("show-1-base", "unet-keyframes.json", ["--steps", "1300", "--batch-size", "8", "--lr", "6e-4"]),
+    "interpolate": ("show-1-interpolation", "unet-interpolate.json", ["--steps", "600", "--batch-size", "8", "--lr", "6e-4"]),
+    "sr1": ("show-1-sr1", "unet-sr1.json", ["--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64"]),
+    "vae": ("show-1-sr2", "vae.json", ["--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64"]),
+    "sr2": ("show-1-sr2", "unet-sr2.json", ["--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128"]),
+}
+# Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
+LANES = (("keyframes",), ("vae", "interpolate", "sr1", "sr2"))
+
+
+def caption_corpus() -> list[str]:
+    from show1_cli.presets import load_preset
+    from show1_cli.toyworld.world import caption_vocabulary
+
+    preset = load_preset(PRESET)
+    return caption_vocabulary() + [preset.sr2.negative_prompt]
+
+
+def write_scaffold(root: Path) -> None:
+    """The frozen parts of the four micro repositories in root/<component>/ (no unet/, no vae/)."""
+    corpus = caption_corpus()
+    spiece = train_sentencepiece(corpus, vocab_size=64)
+    write_pixel_repository_parts(root / "show-1-base", "show-1-base", spiece, t5_dim=T5_DIM, seed=SEED)
+    write_pixel_repository_parts(root / "show-1-interpolation", "show-1-interpolation", spiece, t5_dim=T5_DIM, seed=SEED, text=False)
+    write_pixel_repository_parts(root / "show-1-sr1", "show-1-sr1", spiece, t5_dim=T5_DIM, seed=SEED, text=False)
+    write_sr2_repository_parts(root / "show-1-sr2", corpus, clip_dim=CLIP_DIM, merges=120, seed=SEED + 1)
+
+
+def train_command(stage: str, build: Path, threads: int = 1) -> list[str]:
+    component, config, extra = RECIPES[stage]
+    init = build / "scaffold" / component if stage != "sr2" else build / "trained" / "vae"
+    out = build / "trained" / stage
+    command = [sys.executable, "-m", "show1_cli", "train", stage, "--data", str(build / "data"), "--init", str(init),
+               "--config", str(CONFIGS / config), "--out", str(out), "--text-encoder", str(build / "scaffold" / "show-1-base"), "--json",
+               *COMMON, *extra]
+    checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
+    if checkpoint.is_file():
+        command += ["--resume", str(checkpoint)]
+    return command
+
+
+def _run(command: list[str], log: Path, threads: int) -> None:
+    print("+", shlex.join(command), f"> {log}", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("a", encoding="utf-8") as handle:
+        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, env=env)
+
+
+def assemble(build: Path, target: Path) -> None:
+    """target/<component>/ from the trained outputs, and target/weights.lock."""
+    from show1_cli.training.lock import write_micro_lock
+
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for stage, component in (("keyframes", "show-1-base"), ("interpolate", "show-1-interpolation"), ("sr1", "show-1-sr1"),
+                             ("sr2", "show-1-sr2")):
+        shutil.copytree(build / "trained" / stage, target / component, ignore=shutil.ignore_patterns(".*", "feature_extractor"))
+    write_micro_lock(target)
+
+
+def build(build_dir: Path, target: Path) -> None:
+    from show1_cli.presets import load_preset
+    from show1_cli.toyworld.dataset import write_dataset
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / "logs").mkdir(exist_ok=True)
+    preset = load_preset(PRESET)
+    if not (build_dir / "data" / "captions.jsonl").is_file():
+        print(f"+ toy-world data set -> {build_dir / 'data'}", flush=True)
+        write_dataset(build_dir / "data", height=preset.sr2.height, width=preset.sr2.width,
+                      per_combination=CLIPS_PER_COMBINATION, seed=SEED)
+    if not (build_dir / "scaffold" / "show-1-sr2" / "text_encoder").is_dir():
+        write_scaffold(build_dir / "scaffold")
+
+    def train(stage: str) -> None:
+        if not (build_dir / "trained" / stage / "model_index.json").is_file():
+            _run(train_command(stage, build_dir), build_dir / "logs" / f"{stage}.jsonl", threads=1)
+
+    def lane(stages: tuple[str, ...]) -> None:
+        for stage in stages:
+            train(stage)
+
+    with ThreadPoolExecutor(max_workers=len(LANES)) as pool:
+        for future in [pool.submit(lane, stages) for stages in LANES]:
+            future.result()
+    assemble(build_dir, target)
+    print(json.dumps({"built": str(target)}))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (1, 2):
+        print("usage: python -m show1_cli.training.micro BUILD_DIR [TARGET_DIR]", file=sys.stderr)
+        return 2
+    build_dir = Path(argv[0])
+    target = Path(argv[1]) if len(argv) == 2 else build_dir / "weights"
+    build(build_dir, target)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

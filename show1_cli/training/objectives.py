@@ -1,0 +1,237 @@
+"""What each stage learns: how a training example is cut from a clip, and the loss on a batch of them.
+
+Every objective builds its examples exactly as its stage's inference path consumes video:
+- keyframes: F frames at the keyframe rate (every 4th frame of the output rate) at the keyframe size;
+- interpolate: 5-frame windows at the output rate whose end frames are keyframe-spaced, with the
+  [noisy, condition, mask] input built by the interpolation stage's own `window_conditions`;
+- sr1: windows of frames at the output rate and the sr1 size; the low-resolution input is the same frames
+  area-downsampled to the keyframe size and upscaled by the stage's own `upscale_condition`, noised with
+  the image-noising scheduler to a level drawn per sample (also the class label); with some probability
+  its first frame is the clean high-resolution frame, as the window anchoring gives at inference;
+- sr2: frames at the sr2 size, encoded by the frozen VAE, timesteps drawn from the expert's range only;
+- vae: single frames (or crops) at the sr2 size.
+
+An example's randomness (which clip, where, timestep, noise) comes from the generator the loop hands
+it, one per example, so a batch is the same whichever process computes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from show1_cli.stages.interpolate import WINDOW, window_conditions
+from show1_cli.stages.sr1 import upscale_condition
+from show1_cli.training.data import ClipDataset
+from show1_cli.training.losses import DiffusionTerms, epsilon_mse, hybrid_loss, vae_loss
+
+KEYFRAME_STRIDE = 4  # interpolation puts 3 frames between 2 keyframes
+
+
+def keyframe_span(keyframes: int) -> int:
+    """Frames at the output rate that `keyframes` keyframes span (8 -> 29)."""
+    return (keyframes - 1) * KEYFRAME_STRIDE + 1
+
+
+def _randint(low: int, high: int, generator: torch.Generator) -> int:
+    """An integer in [low, high] (inclusive)."""
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+def _crop_box(height: int, width: int, crop: tuple[int, int] | None, generator: torch.Generator) -> tuple[int, int, int, int]:
+    if crop is None:
+        return 0, 0, height, width
+    crop_h, crop_w = crop
+    return _randint(0, height - crop_h, generator), _randint(0, width - crop_w, generator), crop_h, crop_w
+
+
+@dataclass
+class TextTable:
+    """Frozen text-encoder states of every caption (and of the empty text, for unconditional examples)."""
+
+    states: dict[str, torch.Tensor]
+    uncond_probability: float
+
+    def pick(self, caption: str, generator: torch.Generator) -> torch.Tensor:
+        if float(torch.rand((), generator=generator)) < self.uncond_probability:
+            return self.states[""]
+        return self.states[caption]
+
+
+class Objective:
+    """One stage's training task: `example` cuts one training example from the data, `loss` scores a batch."""
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PixelObjective(Objective):
+    """Shared by the pixel stages: cosine-schedule noising, the hybrid loss, text from T5."""
+
+    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float):
+        self.noise_scheduler = noise_scheduler
+        self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
+        self.text = text
+        self.vlb_weight = vlb_weight
+
+    def _noised(self, clean: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        timestep = torch.randint(0, self.terms.num_timesteps, (1,), generator=generator)
+        noise = randn_tensor(clean.shape, generator=generator)
+        return {"clean": clean, "noise": noise, "timestep": timestep[0]}
+
+    def _hybrid(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], extra_input: torch.Tensor | None = None,
+                **kwargs: Any) -> torch.Tensor:
+        clean, noise, t = batch["clean"], batch["noise"], batch["timestep"]
+        noisy = self.noise_scheduler.add_noise(clean, noise, t)
+        model_input = noisy if extra_input is None else torch.cat([noisy, extra_input], dim=1)
+        output = model(model_input, t, encoder_hidden_states=batch["text"], **kwargs).sample
+        return hybrid_loss(self.terms, output, noise, clean, noisy, t, self.vlb_weight)
+
+
+class KeyframesObjective(PixelObjective):
+    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float, *, frames: int, height: int, width: int):
+        super().__init__(noise_scheduler, text, vlb_weight)
+        self.frames, self.height, self.width = frames, height, width
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        index = _randint(0, len(dataset) - 1, generator)
+        clip = dataset.frames(index, self.height, self.width)
+        span = keyframe_span(self.frames)
+        start = _randint(0, clip.shape[0] - span, generator)
+        frames = clip[start : start + span : KEYFRAME_STRIDE]  # (F, 3, H, W)
+        text = self.text.pick(dataset.clips[index].caption, generator)
+        return {**self._noised(frames.transpose(0, 1), generator), "text": text}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._hybrid(model, batch)
+
+
+class InterpolateObjective(PixelObjective):
+    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int):
+        super().__init__(noise_scheduler, text, vlb_weight)
+        self.height, self.width = height, width
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        index = _randint(0, len(dataset) - 1, generator)
+        clip = dataset.frames(index, self.height, self.width)
+        start = _randint(0, clip.shape[0] - WINDOW, generator)
+        window = clip[start : start + WINDOW]  # (5, 3, H, W): frames 0 and 4 are keyframe-spaced
+        condition = window_conditions(window[:: WINDOW - 1])[0]  # (4, 5, H, W)
+        text = self.text.pick(dataset.clips[index].caption, generator)
+        return {**self._noised(window.transpose(0, 1), generator), "condition": condition, "text": text}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._hybrid(model, batch, extra_input=batch["condition"])
+
+
+class SR1Objective(PixelObjective):
+    def __init__(
+        self,
+        noise_scheduler,
+        image_noising_scheduler,
+        text: TextTable,
+        vlb_weight: float,
+        *,
+        frames: int,
+        height: int,
+        width: int,
+        low_height: int,
+        low_width: int,
+        crop: tuple[int, int] | None,
+        noise_levels: tuple[int, int],
+        anchor_probability: float,
+    ):
+        super().__init__(noise_scheduler, text, vlb_weight)
+        self.image_noising_scheduler = image_noising_scheduler
+        self.frames, self.height, self.width = frames, height, width
+        self.low_height, self.low_width = low_height, low_width
+        self.crop = crop
+        self.noise_levels = noise_levels
+        self.anchor_probability = anchor_probability
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        index = _randint(0, len(dataset) - 1, generator)
+        clip = dataset.frames(index, self.height, self.width)
+        low_clip = dataset.frames(index, self.low_height, self.low_width)
+        start = _randint(0, clip.shape[0] - self.frames, generator)
+        high = clip[start : start + self.frames]
+        upscaled = upscale_condition(low_clip[start : start + self.frames], self.height, self.width)
+        top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
+        high = high[..., top : top + crop_h, left : left + crop_w].transpose(0, 1)  # (3, F, h, w)
+        upscaled = upscaled[..., top : top + crop_h, left : left + crop_w].transpose(0, 1)
+        level = torch.tensor(_randint(*self.noise_levels, generator))
+        condition = self.image_noising_scheduler.add_noise(upscaled, randn_tensor(upscaled.shape, generator=generator), level)
+        if float(torch.rand((), generator=generator)) < self.anchor_probability:
+            condition[:, 0] = high[:, 0]
+        text = self.text.pick(dataset.clips[index].caption, generator)
+        return {**self._noised(high, generator), "condition": condition, "noise_level": level, "text": text}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._hybrid(model, batch, extra_input=batch["condition"], class_labels=batch["noise_level"])
+
+
+class SR2Objective(Objective):
+    """The latent expert: epsilon MSE on VAE latents, timesteps only from `timestep_range` (0-900 in Show-1)."""
+
+    def __init__(self, noise_scheduler, vae, text: TextTable, *, frames: int, height: int, width: int,
+                 crop: tuple[int, int] | None, timestep_range: tuple[int, int]):
+        self.noise_scheduler = noise_scheduler
+        self.vae = vae
+        self.text = text
+        self.frames, self.height, self.width = frames, height, width
+        self.crop = crop
+        self.timestep_range = timestep_range
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        index = _randint(0, len(dataset) - 1, generator)
+        clip = dataset.frames(index, self.height, self.width)
+        start = _randint(0, clip.shape[0] - self.frames, generator)
+        top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
+        frames = clip[start : start + self.frames, :, top : top + crop_h, left : left + crop_w]
+        with torch.no_grad():
+            posterior = self.vae.encode(frames.to(self.vae.dtype)).latent_dist
+            latents = posterior.sample(generator=generator).float() * self.vae.config.scaling_factor
+        low, high = self.timestep_range
+        return {
+            "clean": latents.transpose(0, 1),  # (C, F, h, w)
+            "noise": randn_tensor(latents.transpose(0, 1).shape, generator=generator),
+            "timestep": torch.tensor(_randint(low, high - 1, generator)),
+            "text": self.text.pick(dataset.clips[index].caption, generator),
+        }
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        noisy = self.noise_scheduler.add_noise(batch["clean"], batch["noise"], batch["timestep"])
+        output = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample
+        return epsilon_mse(output, batch["noise"])
+
+
+class VAEObjective(Objective):
+    """The sr2 autoencoder: L1 reconstruction plus a small KL term, on single frames or crops."""
+
+    def __init__(self, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float):
+        self.height, self.width = height, width
+        self.crop = crop
+        self.kl_weight = kl_weight
+
+    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+        index = _randint(0, len(dataset) - 1, generator)
+        clip = dataset.frames(index, self.height, self.width)
+        frame = clip[_randint(0, clip.shape[0] - 1, generator)]
+        top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
+        seed = torch.randint(0, 2**62, (1,), generator=generator)
+        return {"image": frame[:, top : top + crop_h, left : left + crop_w], "seed": seed[0]}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        posterior = model.encode(batch["image"]).latent_dist
+        # The latent sample's noise is drawn per example from its own seed, like every other random choice.
+        noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+                             for seed in batch["seed"]]).to(posterior.mean)
+        latents = posterior.mean + posterior.std * noise
+        reconstruction = model.decode(latents).sample
+        return vae_loss(reconstruction, batch["image"], posterior, self.kl_weight)
