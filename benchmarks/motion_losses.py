@@ -39,11 +39,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.* when run as a script
 
-from show1_cli.finetune.losses import parse_loss  # noqa: E402
 from show1_cli.finetune.train import EPSILON_CHANNELS, TrainSettings, noise_scheduler_from_config, train_motion  # noqa: E402
 from show1_cli.models import load_unet  # noqa: E402
 from show1_cli.runtime import ModelStore, resolve_runtime  # noqa: E402
 from show1_cli.text import encode_texts  # noqa: E402
+from show1_cli.training.losses import parse_loss  # noqa: E402
 from tests.motion_clips import SQUARE_COLOUR, moving_square_clip, square_centres  # noqa: E402
 from tests.tiny_checkpoints import BASE, write_tiny_weights  # noqa: E402
 
@@ -154,7 +154,7 @@ def main() -> int:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 started = time.perf_counter()
-                train_motion(unet, schedule, reference, text, settings, device=device)
+                train_motion(unet, schedule, reference, text, settings)
                 seconds = time.perf_counter() - started
                 outputs = {"same": denoised(unet, schedule, reference, text, device),
                            "new_look": denoised(unet, schedule, new_look, text, device)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from show1_cli import __version__
 from show1_cli.errors import InputError
 from show1_cli.finetune.adapter import adapter_metadata, apply_motion_adapter, read_motion_adapter, save_motion_adapter
 from show1_cli.finetune.inversion import ddim_invert, file_sha256, mix_with_noise
-from show1_cli.finetune.losses import parse_loss
 from show1_cli.finetune.train import TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
 from show1_cli.models import load_unet, temporal_attention_parameters
+from show1_cli.training.losses import parse_loss
 from show1_cli.video import read_video, write_video
 from show1_cli.weights import get_component
 from tests.conftest import run_cli
@@ -95,23 +96,19 @@ def test_the_motion_loss_goes_down_on_a_moving_square(unet, schedule):
 def test_resume_from_a_checkpoint_reaches_the_weights_of_an_uninterrupted_run(tiny_weights_dir, schedule, tmp_path):
     clip = moving_square_clip(FRAMES, HEIGHT, WIDTH)
     settings = TrainSettings(steps=4, lr=1e-3, loss=parse_loss("debiased+motion"), seed=3, checkpoint_every=2)
-    checkpoints = {}
-
-    def keep(step, state):
-        torch.save(state, tmp_path / f"step{step}.pt")
-        checkpoints[step] = tmp_path / f"step{step}.pt"
-
-    whole = train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), settings, on_checkpoint=keep)
-    assert sorted(checkpoints) == [2, 4]
-    state = torch.load(checkpoints[2], weights_only=True)
-    resumed = train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), settings, resume=state)
+    whole = train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), settings)
+    checkpoint = tmp_path / "motion.checkpoint.pt"
+    half = dataclasses.replace(settings, steps=2)
+    train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), half, checkpoint_path=checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    resumed = train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), settings, resume=checkpoint)
     assert resumed.losses == whole.losses
     for name, tensor in whole.parameters.items():
         assert torch.equal(tensor, resumed.parameters[name]), name
 
     changed = TrainSettings(steps=4, lr=1e-3, loss=parse_loss("motion"), seed=3)
     with pytest.raises(InputError, match="loss"):
-        train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), changed, resume=state)
+        train_motion(load_unet(tiny_weights_dir / BASE), schedule, clip, text_states(), changed, resume=checkpoint)
 
 
 def test_sample_frames_spreads_crops_and_resizes():

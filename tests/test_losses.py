@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from show1_cli.errors import InputError
-from show1_cli.finetune.losses import (
+from show1_cli.training.losses import (
     LossSpec,
     appearance_debiased_mse,
     debias,

@@ -20,7 +20,6 @@ from show1_cli.models import (
     check_state_dict,
     load_unet,
     temporal_attention_parameters,
-    train_only,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -407,16 +406,3 @@ def test_trainable_parameter_sets():
         temporal_attention_parameters(model, "everything")
 
 
-def test_train_only_freezes_everything_else():
-    model = load_unet(F_SMALL)
-    chosen = temporal_attention_parameters(model, "qkv")
-    trainable = train_only(model, chosen)
-    assert len(trainable) == len(chosen) > 0
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(chosen)
-
-    inputs = inputs_for(model, height=8, width=8)
-    model(**inputs).sample.mean().backward()
-    assert all(p.grad is not None for p in trainable)
-    assert all(p.grad is None for n, p in model.named_parameters() if n not in chosen)
-    with pytest.raises(ValueError, match="No such parameters"):
-        train_only(model, ["nope.weight"])

@@ -9,7 +9,6 @@ as a motion adapter (show1_cli/finetune/adapter.py), which `show1 generate --mot
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from show1_cli.cli.app import (
     DebugOption,
@@ -44,14 +41,10 @@ from show1_cli.finetune.adapter import (
     save_motion_adapter,
 )
 from show1_cli.finetune.inversion import MOTION_INITS, check_noise_prior, file_sha256
-from show1_cli.finetune.losses import parse_loss
-from show1_cli.finetune.train import StepInfo, TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
+from show1_cli.finetune.train import TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
 from show1_cli.models import TRAINABLE_SETS
-from show1_cli.progress import format_bytes
-
-# Weight of the newest step in the smoothed loss shown while training (an exponential moving average).
-LOSS_SMOOTHING = 0.1
-
+from show1_cli.progress import TrainingProgress, format_bytes
+from show1_cli.training.losses import parse_loss
 
 # The options `show1 generate` takes to apply a motion adapter (see `motion_options`).
 MotionOption = Annotated[
@@ -93,28 +86,6 @@ def _checkpoint_path(output: Path) -> Path:
 
 def _validation_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.validate-{step:05d}.mp4")
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    fix = "pass the .checkpoint.pt file written by an earlier `show1 finetune-motion --checkpoint-every N`"
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist", fix)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
-        raise InputError(f"cannot read checkpoint {path} ({type(error).__name__}: {error})", fix) from None
-    if not isinstance(checkpoint, dict) or "step" not in checkpoint or "run" not in checkpoint:
-        raise InputError(f"{path} is not a show1 finetune-motion checkpoint", fix)
-    return checkpoint
-
-
-def _write_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
-    try:
-        torch.save(checkpoint, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 @app.command("finetune-motion")
@@ -176,6 +147,7 @@ def finetune_motion(
     from show1_cli.runtime import ModelStore, resolve_runtime
     from show1_cli.stages.keyframes import generate_keyframes, load_scheduler
     from show1_cli.text import encode_texts
+    from show1_cli.training.loop import read_checkpoint
     from show1_cli.video import ensure_writable, read_video, write_video
     from show1_cli.weights import get_component, resolve_component, weights_dir_from_env
 
@@ -189,26 +161,21 @@ def finetune_motion(
     clip = read_video(reference)
     clip_frames = sample_frames(clip.frames, frames, size.height, size.width)
     reference_hash = file_sha256(reference)
-    checkpoint = _read_checkpoint(resume) if resume is not None else None
+    checkpoint = read_checkpoint(resume) if resume is not None else None
     first_step = int(checkpoint["step"]) if checkpoint is not None else 0
     if validate is not None:
         for step in (*range(validate_every, steps + 1, validate_every), steps):
             if step > first_step:
                 ensure_writable(_validation_path(output, step), overwrite)
     if checkpoint is not None:
-        if seed is not None and seed != checkpoint["settings"]["seed"]:
-            raise InputError(f"--seed {seed} differs from the checkpoint's {checkpoint['settings']['seed']}", "omit --seed when resuming")
-        seed = int(checkpoint["settings"]["seed"])
+        saved_seed = int(checkpoint["config"]["seed"])
+        if seed is not None and seed != saved_seed:
+            raise InputError(f"--seed {seed} differs from the checkpoint's {saved_seed}", "omit --seed when resuming")
+        seed = saved_seed
     if seed is None:
         seed = secrets.randbelow(2**31)
     settings = TrainSettings(steps=steps, lr=lr, loss=loss_spec, parameter_set=train, seed=seed, checkpoint_every=checkpoint_every)
-    run = {"reference_sha256": reference_hash, "prompt": prompt, "frames": frames, "height": size.height, "width": size.width}
-    if checkpoint is not None and checkpoint["run"] != run:
-        changed = sorted(key for key in run if checkpoint["run"].get(key) != run[key])
-        raise InputError(
-            f"the checkpoint {resume} was made with another {', '.join(changed)}",
-            "resume with the same clip, prompt, --frames and preset, or start again without --resume",
-        )
+    identity = {"reference_sha256": reference_hash, "prompt": prompt, "frames": frames, "height": size.height, "width": size.width}
 
     runtime = resolve_runtime(device, dtype, offload="none")
     if runtime.device.type == "cpu" and runtime.dtype != torch.float32:
@@ -223,73 +190,46 @@ def finetune_motion(
     with open(root / "scheduler" / "scheduler_config.json", encoding="utf-8") as handle:
         scheduler_config = json.load(handle)
     unet = load_unet(root, torch_dtype=runtime.dtype, device=runtime.device)
-    autocast = runtime.dtype if runtime.device.type == "cuda" and runtime.dtype != torch.float32 else None
+    mixed_precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(runtime.dtype, "no")
 
-    def render(step: int) -> None:
-        unet.eval()
-        with torch.autocast(runtime.device.type, dtype=autocast, enabled=autocast is not None):
-            video = generate_keyframes(
-                unet,
-                load_scheduler(root),
-                prompt_embeds=embeddings[validate],
-                negative_embeds=embeddings[size.negative_prompt],
-                frames=size.frames,
-                height=size.height,
-                width=size.width,
-                steps=size.steps,
-                guidance_scale=size.guidance_scale,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                device=runtime.device,
-                dtype=runtime.dtype,
-            )
+    def render(step: int, model: torch.nn.Module) -> None:
+        video = generate_keyframes(
+            model,
+            load_scheduler(root),
+            prompt_embeds=embeddings[validate],
+            negative_embeds=embeddings[size.negative_prompt],
+            frames=size.frames,
+            height=size.height,
+            width=size.width,
+            steps=size.steps,
+            guidance_scale=size.guidance_scale,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            device=runtime.device,
+            dtype=next(model.parameters()).dtype,
+        )
         metadata = {"prompt": validate, "seed": str(seed), "motion_step": str(step)}
         path = write_video(_validation_path(output, step), video, settings_preset.fps, metadata, overwrite=overwrite)
-        progress.console.print(f"step {step}: validation video {path}")
+        err_console.print(f"step {step}: validation video {path}")
 
-    show = not quiet and Console(stderr=True).is_terminal
-    progress = Progress(
-        TextColumn("finetune-motion"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not show,
-    )
-    task = progress.add_task("train", total=steps, loss="-", rate="")
-    smoothed: list[float] = []
     started = time.perf_counter()
-
-    def on_step(info: StepInfo) -> None:
-        previous = smoothed[-1] if smoothed else info.loss
-        smoothed.append(previous + LOSS_SMOOTHING * (info.loss - previous))
-        elapsed = time.perf_counter() - started
-        rate = (info.step - first_step) / elapsed if elapsed > 0 else 0.0
-        progress.update(task, completed=info.step, loss=f"{smoothed[-1]:.4f}", rate=f"{rate:.2f} step/s")
-        if validate is not None and (info.step % validate_every == 0 or info.step == info.total):
-            render(info.step)
-
-    def on_checkpoint(step: int, state: dict[str, Any]) -> None:
-        _write_checkpoint(_checkpoint_path(output), {**state, "run": run})
-
     runtime.reset_peak_memory()
-    with progress:
-        progress.update(task, completed=first_step)
+    with TrainingProgress(steps, show=not quiet) as progress:
         result = train_motion(
             unet,
             noise_scheduler_from_config(scheduler_config),
             clip_frames,
             embeddings[prompt],
             settings,
-            device=runtime.device,
-            autocast_dtype=autocast,
-            resume=checkpoint,
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
+            mixed_precision=mixed_precision,
+            identity=identity,
+            resume=resume,
+            checkpoint_path=_checkpoint_path(output),
+            on_step=lambda info: progress.update(info.step, info.loss),
+            on_validate=render if validate is not None else None,
+            validate_every=validate_every if validate is not None else 0,
         )
+    if validate is not None and steps % validate_every:
+        render(steps, result.model)  # the last step always gets a validation video
     seconds = time.perf_counter() - started
     metadata = adapter_metadata(
         base,

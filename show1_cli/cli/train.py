@@ -168,7 +168,8 @@ def train(
             progress.update(info.step, info.loss)
 
         result = run_training(
-            run.model, run.parameters, run.objective, dataset, config_cli, accelerator=accelerator, resume=resume,
+            run.model, run.parameters, run.objective, config_cli, accelerator=accelerator, resume=resume,
+            identity={"stage": stage, "dataset_sha256": dataset.fingerprint(), "init": str(init), "config": str(config)},
             checkpoint_path=checkpoint, checkpoint_every=checkpoint_every, on_step=on_step,
             on_validate=on_validate if validate is not None else None, validate_every=validate_every,
             gradient_checkpointing=gradient_checkpointing,

@@ -6,7 +6,6 @@ from .unet_3d_condition import (
     UNet3DConditionModel,
     UNet3DConditionOutput,
     temporal_attention_parameters,
-    train_only,
 )
 
 __all__ = [
@@ -16,5 +15,4 @@ __all__ = [
     "check_state_dict",
     "load_unet",
     "temporal_attention_parameters",
-    "train_only",
 ]

@@ -18,7 +18,6 @@ unfold them. Conditioning is computed once per video and repeated per frame:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -492,17 +491,3 @@ def temporal_attention_parameters(unet: nn.Module, which: str = "qkv") -> dict[s
         raise ValueError(f"Unknown parameter set {which!r}; expected one of {TRAINABLE_SETS}.")
     pattern = _SELECTORS[which]
     return {name: param for name, param in unet.named_parameters() if pattern.search(name)}
-
-
-def train_only(unet: nn.Module, parameters: Mapping[str, nn.Parameter] | Iterable[str]) -> list[nn.Parameter]:
-    """Freeze every parameter except the named ones; return the trainable ones (for the optimizer)."""
-    names = set(parameters)
-    unknown = names - {name for name, _ in unet.named_parameters()}
-    if unknown:
-        raise ValueError(f"No such parameters: {sorted(unknown)[:5]}")
-    trainable = []
-    for name, param in unet.named_parameters():
-        param.requires_grad_(name in names)
-        if name in names:
-            trainable.append(param)
-    return trainable

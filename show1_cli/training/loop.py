@@ -10,7 +10,7 @@ computes positions r*B..(r+1)*B-1. A run on P processes with --batch-size B ther
 batches a 1-process run with --batch-size P*B sees, and resuming at step s draws what an uninterrupted
 run draws. Dropout is reseeded per step and rank the same way.
 
-Checkpoints (the trained weights, optimizer, learning-rate schedule, EMA and the losses so far) are
+Checkpoints (the trained parameters, optimizer, learning-rate schedule, EMA and the losses so far) are
 written by the main process to a temporary file and renamed into place, and read back with
 `torch.load(weights_only=True)`: no pickled code is ever executed.
 """
@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from show1_cli.errors import InputError, StageError
-from show1_cli.training.data import ClipDataset
 from show1_cli.training.objectives import Objective
 
 CHECKPOINT_FORMAT = 2
@@ -70,7 +69,8 @@ class StepLog:
 
 @dataclass
 class TrainResult:
-    model: torch.nn.Module  # the trained model (EMA weights when --ema), unwrapped, on the CPU, fp32
+    model: torch.nn.Module  # the trained model (EMA weights when --ema), unwrapped, in eval mode
+    parameters: dict[str, torch.Tensor]  # the trained parameters by name (CPU, fp32)
     losses: list[float] = field(default_factory=list)
 
 
@@ -109,10 +109,10 @@ def train(
     model: torch.nn.Module,
     parameters: Iterable[torch.nn.Parameter],
     objective: Objective,
-    dataset: ClipDataset,
     config: TrainConfig,
     *,
     accelerator=None,
+    identity: dict[str, Any] | None = None,
     resume: Path | None = None,
     checkpoint_path: Path | None = None,
     checkpoint_every: int = 0,
@@ -121,15 +121,23 @@ def train(
     validate_every: int = 0,
     gradient_checkpointing: bool = False,
 ) -> TrainResult:
-    """Train `parameters` of `model` on `objective`'s examples from `dataset` for `config.steps` steps."""
+    """Train `parameters` of `model` (the others stay frozen) on `objective`'s examples for `config.steps` steps.
+
+    `identity`: what else a checkpoint must agree on to be resumed (the data, the reference clip, ...).
+    `on_validate(step, model)` sees the model in eval mode with the EMA weights when there are any.
+    """
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     _check_config(config)
     accelerator = accelerator or make_accelerator(config)
     trainable = list(parameters)
+    chosen = {id(parameter) for parameter in trainable}
+    names = [name for name, parameter in model.named_parameters() if id(parameter) in chosen]
+    model.requires_grad_(False)
     for parameter in trainable:
         parameter.data = parameter.data.float()
+        parameter.requires_grad_(True)
     if gradient_checkpointing and hasattr(model, "enable_gradient_checkpointing"):
         model.enable_gradient_checkpointing()
     model.train()
@@ -140,7 +148,7 @@ def train(
 
     start, losses = 0, []
     if resume is not None:
-        start, losses = _restore(resume, model, optimizer, lr_scheduler, ema, config)
+        start, losses = _restore(resume, model, names, optimizer, lr_scheduler, ema, config, identity or {})
 
     rank = accelerator.process_index
     for step in range(start + 1, config.steps + 1):
@@ -148,7 +156,7 @@ def train(
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(config.grad_accum):
             examples = [
-                objective.example(dataset, torch.Generator().manual_seed(example_seed(config.seed, step, micro, position)))
+                objective.example(torch.Generator().manual_seed(example_seed(config.seed, step, micro, position)))
                 for position in range(rank * config.batch_size, (rank + 1) * config.batch_size)
             ]
             batch = {key: value.to(accelerator.device) for key, value in collate(examples).items()}
@@ -172,7 +180,7 @@ def train(
             on_step(StepLog(step, config.steps, mean_loss, lr_scheduler.get_last_lr()[0]))
         if checkpoint_path is not None and checkpoint_every and step % checkpoint_every == 0:
             if accelerator.is_main_process:
-                save_checkpoint(checkpoint_path, step, model, optimizer, lr_scheduler, ema, config, losses)
+                save_checkpoint(checkpoint_path, step, model, names, optimizer, lr_scheduler, ema, config, identity or {}, losses)
             accelerator.wait_for_everyone()
         if on_validate is not None and validate_every and step % validate_every == 0 and accelerator.is_main_process:
             with _evaluated(model, trainable, ema):
@@ -184,7 +192,12 @@ def train(
         ema.copy_to(trainable)
     if gradient_checkpointing and hasattr(model, "disable_gradient_checkpointing"):
         model.disable_gradient_checkpointing()
-    return TrainResult(model.eval().cpu().float(), losses)
+    return TrainResult(model.eval(), _named(model, names), losses)
+
+
+def _named(model: torch.nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
+    parameters = dict(model.named_parameters())
+    return {name: parameters[name].detach().float().cpu().clone() for name in names}
 
 
 @contextlib.contextmanager
@@ -202,13 +215,15 @@ def _evaluated(model: torch.nn.Module, trainable: list[torch.nn.Parameter], ema)
         ema.restore(trainable)
 
 
-def save_checkpoint(path: Path, step: int, model, optimizer, lr_scheduler, ema, config: TrainConfig, losses: list[float]) -> None:
+def save_checkpoint(path: Path, step: int, model, names: list[str], optimizer, lr_scheduler, ema, config: TrainConfig,
+                    identity: dict[str, Any], losses: list[float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": CHECKPOINT_FORMAT,
         "step": step,
         "config": config.fingerprint(),
-        "model": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        "identity": identity,
+        "parameters": _named(model, names),
         "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
@@ -222,26 +237,42 @@ def save_checkpoint(path: Path, step: int, model, optimizer, lr_scheduler, ema, 
         temp.unlink(missing_ok=True)
 
 
-def _restore(path: Path, model, optimizer, lr_scheduler, ema, config: TrainConfig) -> tuple[int, list[float]]:
-    fix = "resume with the settings of the interrupted run, or start again without --resume"
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`, loaded without executing any pickled code."""
+    fix = "pass the checkpoint file (.pt) the interrupted run wrote"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise InputError(f"checkpoint {path} does not exist", "pass the checkpoint file the interrupted run wrote") from None
+        raise InputError(f"checkpoint {path} does not exist", fix) from None
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise InputError(f"cannot read checkpoint {path}: {error}", "pass a checkpoint written by `show1 train`") from None
+        raise InputError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}", fix) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a show1 training checkpoint (format {CHECKPOINT_FORMAT})", fix)
-    for key, value in state["config"].items():
-        if config.fingerprint().get(key) != value:
-            raise InputError(f"the checkpoint was made with {key} = {value!r}, this run has {config.fingerprint().get(key)!r}", fix)
+    return state
+
+
+def _restore(path: Path, model, names: list[str], optimizer, lr_scheduler, ema, config: TrainConfig,
+             identity: dict[str, Any]) -> tuple[int, list[float]]:
+    fix = "resume with the settings of the interrupted run, or start again without --resume"
+    state = read_checkpoint(path)
+    mine = {**config.fingerprint(), **identity}
+    theirs = {**state["config"], **state["identity"]}
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key) != theirs.get(key):
+            raise InputError(f"the checkpoint was made with {key} = {theirs.get(key)!r}, this run has {mine.get(key)!r}", fix)
     step = int(state["step"])
     if step > config.steps:
         raise InputError(f"the checkpoint is at step {step}, past --steps {config.steps}", f"use --steps {step} or more")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise InputError(f"the checkpoint does not fit this model: {str(error).splitlines()[0]}", fix) from None
+    saved = state["parameters"]
+    parameters = dict(model.named_parameters())
+    if sorted(saved) != sorted(names):
+        raise InputError("the checkpoint holds other parameters than this run trains", fix)
+    with torch.no_grad():
+        for name in names:
+            if saved[name].shape != parameters[name].shape:
+                raise InputError(f"the checkpoint's {name} has shape {tuple(saved[name].shape)}, the model's is "
+                                 f"{tuple(parameters[name].shape)}", fix)
+            parameters[name].copy_(saved[name])
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     if ema is not None:

@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from show1_cli.stages.interpolate import WINDOW, window_conditions
 from show1_cli.stages.sr1 import upscale_condition
 from show1_cli.training.data import ClipDataset
-from show1_cli.training.losses import DiffusionTerms, epsilon_mse, hybrid_loss, vae_loss
+from show1_cli.training.losses import DiffusionTerms, LossSpec, epsilon_mse, hybrid_loss, vae_loss
 
 KEYFRAME_STRIDE = 4  # interpolation puts 3 frames between 2 keyframes
 
@@ -62,9 +62,9 @@ class TextTable:
 
 
 class Objective:
-    """One stage's training task: `example` cuts one training example from the data, `loss` scores a batch."""
+    """One stage's training task: `example` cuts one training example from its data, `loss` scores a batch."""
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
         raise NotImplementedError
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -74,7 +74,8 @@ class Objective:
 class PixelObjective(Objective):
     """Shared by the pixel stages: cosine-schedule noising, the hybrid loss, text from T5."""
 
-    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float):
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float):
+        self.dataset = dataset
         self.noise_scheduler = noise_scheduler
         self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
         self.text = text
@@ -95,11 +96,13 @@ class PixelObjective(Objective):
 
 
 class KeyframesObjective(PixelObjective):
-    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float, *, frames: int, height: int, width: int):
-        super().__init__(noise_scheduler, text, vlb_weight)
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, frames: int, height: int,
+                 width: int):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight)
         self.frames, self.height, self.width = frames, height, width
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        dataset = self.dataset
         index = _randint(0, len(dataset) - 1, generator)
         clip = dataset.frames(index, self.height, self.width)
         span = keyframe_span(self.frames)
@@ -113,11 +116,12 @@ class KeyframesObjective(PixelObjective):
 
 
 class InterpolateObjective(PixelObjective):
-    def __init__(self, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int):
-        super().__init__(noise_scheduler, text, vlb_weight)
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight)
         self.height, self.width = height, width
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        dataset = self.dataset
         index = _randint(0, len(dataset) - 1, generator)
         clip = dataset.frames(index, self.height, self.width)
         start = _randint(0, clip.shape[0] - WINDOW, generator)
@@ -133,6 +137,7 @@ class InterpolateObjective(PixelObjective):
 class SR1Objective(PixelObjective):
     def __init__(
         self,
+        dataset: ClipDataset,
         noise_scheduler,
         image_noising_scheduler,
         text: TextTable,
@@ -147,7 +152,7 @@ class SR1Objective(PixelObjective):
         noise_levels: tuple[int, int],
         anchor_probability: float,
     ):
-        super().__init__(noise_scheduler, text, vlb_weight)
+        super().__init__(dataset, noise_scheduler, text, vlb_weight)
         self.image_noising_scheduler = image_noising_scheduler
         self.frames, self.height, self.width = frames, height, width
         self.low_height, self.low_width = low_height, low_width
@@ -155,7 +160,8 @@ class SR1Objective(PixelObjective):
         self.noise_levels = noise_levels
         self.anchor_probability = anchor_probability
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        dataset = self.dataset
         index = _randint(0, len(dataset) - 1, generator)
         clip = dataset.frames(index, self.height, self.width)
         low_clip = dataset.frames(index, self.low_height, self.low_width)
@@ -179,8 +185,9 @@ class SR1Objective(PixelObjective):
 class SR2Objective(Objective):
     """The latent expert: epsilon MSE on VAE latents, timesteps only from `timestep_range` (0-900 in Show-1)."""
 
-    def __init__(self, noise_scheduler, vae, text: TextTable, *, frames: int, height: int, width: int,
+    def __init__(self, dataset: ClipDataset, noise_scheduler, vae, text: TextTable, *, frames: int, height: int, width: int,
                  crop: tuple[int, int] | None, timestep_range: tuple[int, int]):
+        self.dataset = dataset
         self.noise_scheduler = noise_scheduler
         self.vae = vae
         self.text = text
@@ -188,7 +195,8 @@ class SR2Objective(Objective):
         self.crop = crop
         self.timestep_range = timestep_range
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        dataset = self.dataset
         index = _randint(0, len(dataset) - 1, generator)
         clip = dataset.frames(index, self.height, self.width)
         start = _randint(0, clip.shape[0] - self.frames, generator)
@@ -214,12 +222,14 @@ class SR2Objective(Objective):
 class VAEObjective(Objective):
     """The sr2 autoencoder: L1 reconstruction plus a small KL term, on single frames or crops."""
 
-    def __init__(self, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float):
+    def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float):
+        self.dataset = dataset
         self.height, self.width = height, width
         self.crop = crop
         self.kl_weight = kl_weight
 
-    def example(self, dataset: ClipDataset, generator: torch.Generator) -> dict[str, Any]:
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        dataset = self.dataset
         index = _randint(0, len(dataset) - 1, generator)
         clip = dataset.frames(index, self.height, self.width)
         frame = clip[_randint(0, clip.shape[0] - 1, generator)]
@@ -235,3 +245,26 @@ class VAEObjective(Objective):
         latents = posterior.mean + posterior.std * noise
         reconstruction = model.decode(latents).sample
         return vae_loss(reconstruction, batch["image"], posterior, self.kl_weight)
+
+
+class MotionObjective(Objective):
+    """Motion customization (finetune-motion): one reference clip and its prompt, the chosen motion loss on
+    the keyframe UNet's noise channels (VMC's recipe: uniform timesteps, the base cosine schedule)."""
+
+    def __init__(self, frames: torch.Tensor, text_states: torch.Tensor, noise_scheduler, loss: LossSpec):
+        self.clean = frames.transpose(0, 1).float()  # (3, F, H, W)
+        self.text_states = text_states.reshape(text_states.shape[-2:]).float()
+        self.noise_scheduler = noise_scheduler
+        self.loss_spec = loss
+
+    def example(self, generator: torch.Generator) -> dict[str, Any]:
+        timestep = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (1,), generator=generator)
+        noise = torch.randn(self.clean.shape, generator=generator)
+        seed = torch.randint(0, 2**62, (1,), generator=generator)
+        return {"clean": self.clean, "noise": noise, "timestep": timestep[0], "text": self.text_states, "seed": seed[0]}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        noisy = self.noise_scheduler.add_noise(batch["clean"], batch["noise"], batch["timestep"])
+        prediction = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample[:, :3].float()
+        # The debiased loss draws its anchor frames from the example's own seed.
+        return self.loss_spec(prediction, batch["noise"], torch.Generator().manual_seed(int(batch["seed"][0])))

@@ -194,7 +194,7 @@ def setup(
 
     if stage == "vae":
         model, config = _build_vae(init_dir, config_file)
-        objective = VAEObjective(height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight)
+        objective = VAEObjective(dataset, height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight)
 
         def validate_vae(vae, prompt, generator):
             frames = validation_clip(s2.height, s2.width)
@@ -207,7 +207,7 @@ def setup(
     if stage == "sr2":
         vae = _load_vae(init_dir).eval().requires_grad_(False)
         text = _clip_table(init_dir, captions + [s2.negative_prompt], o.uncond_probability)
-        objective = SR2Objective(_scheduler(init_dir, "scheduler"), vae, text, frames=o.frames, height=s2.height, width=s2.width,
+        objective = SR2Objective(dataset, _scheduler(init_dir, "scheduler"), vae, text, frames=o.frames, height=s2.height, width=s2.width,
                                  crop=o.crop, timestep_range=o.timestep_range)
 
         def validate_sr2(unet, prompt, generator):
@@ -230,7 +230,7 @@ def setup(
         return {"prompt_embeds": table[prompt][None], "negative_embeds": table[negative][None]}
 
     if stage == "keyframes":
-        objective = KeyframesObjective(noise_scheduler, text, o.vlb_weight, frames=kf.frames, height=kf.height, width=kf.width)
+        objective = KeyframesObjective(dataset, noise_scheduler, text, o.vlb_weight, frames=kf.frames, height=kf.height, width=kf.width)
 
         def validate_keyframes(unet, prompt, generator):
             return keyframes_stage.generate_keyframes(unet, sampling, **t5(prompt, kf.negative_prompt), frames=kf.frames,
@@ -239,7 +239,7 @@ def setup(
 
         validate = validate_keyframes
     elif stage == "interpolate":
-        objective = InterpolateObjective(noise_scheduler, text, o.vlb_weight, height=kf.height, width=kf.width)
+        objective = InterpolateObjective(dataset, noise_scheduler, text, o.vlb_weight, height=kf.height, width=kf.width)
 
         def validate_interpolate(unet, prompt, generator):
             keys = validation_clip(kf.height, kf.width)[:: interpolate_stage.WINDOW - 1]
@@ -250,7 +250,7 @@ def setup(
         validate = validate_interpolate
     else:
         noising = _scheduler(init_dir, "image_noising_scheduler")
-        objective = SR1Objective(noise_scheduler, noising, text, o.vlb_weight, frames=o.frames, height=s1.height, width=s1.width,
+        objective = SR1Objective(dataset, noise_scheduler, noising, text, o.vlb_weight, frames=o.frames, height=s1.height, width=s1.width,
                                  low_height=kf.height, low_width=kf.width, crop=o.crop, noise_levels=o.noise_levels,
                                  anchor_probability=o.anchor_probability)
 
