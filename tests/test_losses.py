@@ -114,3 +114,72 @@ def test_weighted_sum_adds_the_terms():
     anchor = torch.randint(0, 4, (1,), generator=torch.Generator().manual_seed(5))
     debiased = parse_loss("debiased")(pred, target, anchor_draw)
     assert debiased.item() == pytest.approx(appearance_debiased_mse(pred, target, anchor).item())
+
+
+# ------------------------------------------------------------------------------------------- stage losses
+
+
+def cosine_terms():
+    from diffusers import DDPMScheduler
+
+    from show1_cli.training.losses import DiffusionTerms
+
+    return DiffusionTerms.from_scheduler(DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"))
+
+
+def test_gaussian_kl_and_discretized_nll_closed_forms():
+    from show1_cli.training.losses import discretized_gaussian_nll, gaussian_kl
+
+    kl = gaussian_kl(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(1.0), torch.tensor(math.log(2.0)))
+    assert kl.item() == pytest.approx(0.5 * math.log(2.0))  # 0.5 (log 2 + (1 + 1) / 2 - 1)
+    assert gaussian_kl(torch.tensor(0.3), torch.tensor(-1.0), torch.tensor(0.3), torch.tensor(-1.0)).item() == 0.0
+    # x = 0 under N(0, 1): the bin [-1/255, 1/255] has probability 2/255 * phi(0) to first order.
+    nll = discretized_gaussian_nll(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0)).item()
+    assert nll == pytest.approx(-math.log(2 / 255 / math.sqrt(2 * math.pi)), rel=1e-4)
+    # The edges take the whole tail: x = 1 with mean 1 has probability 1 - Phi(-1/255) ~ 0.5.
+    edge = discretized_gaussian_nll(torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.0)).item()
+    assert edge == pytest.approx(-math.log(0.5 + 1 / 255 / math.sqrt(2 * math.pi)), rel=1e-4)
+
+
+def test_the_bound_term_is_the_variance_kl_when_the_mean_is_exact():
+    from show1_cli.training.losses import variational_bound
+
+    terms = cosine_terms()
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 2, 4, 4, generator=generator) * 2 - 1
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([10, 700])
+    abar = terms.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    # v = +1 selects the log variance log(beta_t); the exact noise gives the exact posterior mean.
+    bound = variational_bound(terms, x0, xt, t, noise, torch.ones_like(x0))
+    betas = terms.betas[t]
+    abar_prev = terms.alphas_cumprod[t - 1]
+    posterior = betas * (1 - abar_prev) / (1 - terms.alphas_cumprod[t])
+    expected = 0.5 * (torch.log(betas) - torch.log(posterior) + posterior / betas - 1) / math.log(2.0)
+    assert torch.allclose(bound.double(), expected, rtol=1e-4, atol=1e-7)
+    # v = -1 selects the posterior variance itself: nothing left to pay.
+    assert variational_bound(terms, x0, xt, t, noise, -torch.ones_like(x0)).abs().max() < 1e-5
+
+
+def test_the_hybrid_loss_adds_the_weighted_bound_and_trains_only_the_variance_through_it():
+    from show1_cli.training.losses import epsilon_mse, hybrid_loss, variational_bound
+
+    terms = cosine_terms()
+    generator = torch.Generator().manual_seed(1)
+    x0 = torch.rand(1, 3, 2, 4, 4, generator=generator) * 2 - 1
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([400])
+    abar = terms.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
+    xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    output = torch.randn(1, 6, 2, 4, 4, generator=generator, requires_grad=True)
+    loss = hybrid_loss(terms, output, noise, x0, xt, t, vlb_weight=1e-3)
+    mse = epsilon_mse(output[:, :3], noise)
+    bound = variational_bound(terms, x0, xt, t, output[:, :3].detach(), output[:, 3:]).mean()
+    assert loss.item() == pytest.approx(mse.item() + 1e-3 * 1000 * bound.item(), rel=1e-5)
+    assert hybrid_loss(terms, output, noise, x0, xt, t, vlb_weight=0).item() == pytest.approx(mse.item())
+    # The noise channels get the MSE gradient only (the mean is stopped inside the bound term).
+    loss.backward()
+    (mse_grad,) = torch.autograd.grad(epsilon_mse(output[:, :3], noise), output)
+    assert torch.allclose(output.grad[:, :3], mse_grad[:, :3], atol=1e-6)
+    assert output.grad[:, 3:].abs().sum() > 0

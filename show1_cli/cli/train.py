@@ -168,7 +168,7 @@ def train(
             progress.update(info.step, info.loss)
 
         result = run_training(
-            run.model, run.parameters, run.objective, config_cli, accelerator=accelerator, resume=resume,
+            run.training_module, run.parameters, run.objective, config_cli, accelerator=accelerator, resume=resume,
             identity={"stage": stage, "dataset_sha256": dataset.fingerprint(), "init": str(init), "config": str(config)},
             checkpoint_path=checkpoint, checkpoint_every=checkpoint_every, on_step=on_step,
             on_validate=on_validate if validate is not None else None, validate_every=validate_every,
@@ -184,7 +184,7 @@ def train(
         "loss": sum(tail) / len(tail), "preset": preset.name, "options": {k: v for k, v in vars(options).items()},
         "show1_version": __version__,
     }
-    write_output(out, init_dir, run.subfolder, run.config, result.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True)
+    write_output(out, init_dir, run.subfolder, run.config, run.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True)
     summary = {"output": str(out), "stage": stage, "steps": steps, "loss": provenance["loss"],
                "seconds": round(time.perf_counter() - started, 1)}
     if as_json:

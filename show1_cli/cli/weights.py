@@ -255,14 +255,33 @@ def lock_(
     ] = False,
     token: Annotated[str | None, typer.Option("--token", help="Hub token for gated repositories.")] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Write the updated lock here.")
+        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Write the updated (or --local) lock here.")
+    ] = None,
+    local: Annotated[
+        Path | None, typer.Option("--local", metavar="DIR", file_okay=False,
+                                  help="Pin every file of the components in DIR/<name>/ (your own trained weights).")
     ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Show what the weights lock pins and what it does not know yet; --update fills it in (online).
 
-    Example: show1 weights lock --update
+    --local DIR writes a lock for weights of your own (for example `show1 train` outputs copied into
+    DIR/show-1-base/ ...): use them with --weights-dir DIR and SHOW1_WEIGHTS_LOCK=DIR/weights.lock.
+
+    Examples:
+
+      show1 weights lock --update
+
+      show1 weights lock --local my-weights/
     """
+    if local is not None:
+        from show1_cli.training.lock import write_folder_lock
+
+        purposes = {name: comp.purpose for name, comp in W.load_lock().items()}
+        target = write_folder_lock(local, output or local / "weights.lock", owner="local", purposes=purposes,
+                                   about=[f"Written by `show1 weights lock --local {local}`: every file pinned by size and sha256."])
+        typer.echo(f"wrote {target}; use --weights-dir {local} with SHOW1_WEIGHTS_LOCK={target}")
+        return
     lock_path = W.default_lock_path()
     if update:
         changes = W.update_lock(lock_path, names=names, token=token, output=output)

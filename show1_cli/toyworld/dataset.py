@@ -27,19 +27,25 @@ def write_dataset(
     width: int,
     per_combination: int,
     seed: int,
+    frames: int = FRAMES,
+    limit: int | None = None,
     on_clip: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Render the data set into `folder` (clips/NNNNN.mp4 and captions.jsonl); returns the clip count."""
+    """Render the data set into `folder` (clips/NNNNN.mp4 and captions.jsonl); returns the clip count.
+
+    `limit` keeps only the first clips of the shuffled set (small data sets for tests and quick trials).
+    """
     rng = random.Random(seed)
     combos = all_combinations(held_out=False) * per_combination
     rng.shuffle(combos)
+    combos = combos[:limit]
     clips = folder / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     lines = []
     for index, combo in enumerate(combos):
         scene = random_scene(rng, *combo, aspect=width / height)
         name = f"clips/{index:05d}.mp4"
-        write_video(folder / name, render(scene, FRAMES, height, width), FPS, {"caption": scene.caption()}, overwrite=True)
+        write_video(folder / name, render(scene, frames, height, width), FPS, {"caption": scene.caption()}, overwrite=True)
         lines.append(json.dumps({"file": name, "caption": varied_caption(scene, rng)}))
         if on_clip is not None:
             on_clip(index + 1, len(combos))

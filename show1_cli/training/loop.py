@@ -83,13 +83,15 @@ def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in examples[0]}
 
 
-def make_accelerator(config: TrainConfig, cpu: bool = False):
+def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
 
+    # Without CUDA, accelerate only joins a torchrun/accelerate-launch process group when told it runs on the CPU.
+    cpu = not torch.cuda.is_available()
     if config.mixed_precision not in MIXED_PRECISION:
         raise InputError(f"--mixed-precision {config.mixed_precision} is not one of {', '.join(MIXED_PRECISION)}",
                          "use --mixed-precision no, fp16 or bf16")
-    if config.mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
+    if config.mixed_precision == "fp16" and cpu:
         raise InputError("--mixed-precision fp16 needs a CUDA GPU", "use --mixed-precision bf16 or no on the CPU")
     return Accelerator(mixed_precision=config.mixed_precision, cpu=cpu)
 

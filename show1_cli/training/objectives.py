@@ -238,13 +238,23 @@ class VAEObjective(Objective):
         return {"image": frame[:, top : top + crop_h, left : left + crop_w], "seed": seed[0]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        posterior = model.encode(batch["image"]).latent_dist
-        # The latent sample's noise is drawn per example from its own seed, like every other random choice.
-        noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
-                             for seed in batch["seed"]]).to(posterior.mean)
-        latents = posterior.mean + posterior.std * noise
-        reconstruction = model.decode(latents).sample
+        reconstruction, posterior = model(batch["image"], batch["seed"])
         return vae_loss(reconstruction, batch["image"], posterior, self.kl_weight)
+
+
+class AutoencoderPass(torch.nn.Module):
+    """Encode, sample and decode in one forward call, so that data-parallel wrappers (which hook `forward`)
+    see the whole autoencoder pass. The latent sample's noise comes from each example's own seed."""
+
+    def __init__(self, vae: torch.nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, images: torch.Tensor, seeds: torch.Tensor):
+        posterior = self.vae.encode(images).latent_dist
+        noise = torch.stack([torch.randn(posterior.mean.shape[1:], generator=torch.Generator().manual_seed(int(seed)))
+                             for seed in seeds]).to(posterior.mean)
+        return self.vae.decode(posterior.mean + posterior.std * noise).sample, posterior
 
 
 class MotionObjective(Objective):

@@ -21,6 +21,7 @@ from show1_cli.errors import InputError
 from show1_cli.presets import Preset
 from show1_cli.training.data import ClipDataset, Needs
 from show1_cli.training.objectives import (
+    AutoencoderPass,
     InterpolateObjective,
     KeyframesObjective,
     Objective,
@@ -67,6 +68,12 @@ class StageSetup:
     config: dict[str, Any]  # the trained model's config.json
     init_dir: Path
     validate: Callable[[torch.nn.Module, str, torch.Generator], torch.Tensor]  # -> video (F, 3, H, W)
+    # What the loop runs (the model itself, or a module whose forward drives it); trained in place either way.
+    training_module: torch.nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.training_module is None:
+            self.training_module = self.model
 
 
 def needs(stage: str, preset: Preset, options: StageOptions) -> Needs:
@@ -196,11 +203,12 @@ def setup(
         model, config = _build_vae(init_dir, config_file)
         objective = VAEObjective(dataset, height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight)
 
-        def validate_vae(vae, prompt, generator):
+        def validate_vae(vae_pass, prompt, generator):
             frames = validation_clip(s2.height, s2.width)
-            return sr2_stage.decode_latents(vae, sr2_stage.encode_frames(vae, frames, generator))
+            return sr2_stage.decode_latents(vae_pass.vae, sr2_stage.encode_frames(vae_pass.vae, frames, generator))
 
-        return StageSetup(stage, model, list(model.parameters()), objective, "vae", config, init_dir, validate_vae)
+        return StageSetup(stage, model, list(model.parameters()), objective, "vae", config, init_dir, validate_vae,
+                          training_module=AutoencoderPass(model))
 
     model, config = _build_unet(init_dir, config_file)
     sampling = _load_sampling_scheduler(init_dir)

@@ -1,0 +1,68 @@
+"""The toy world: rendered clips are read back correctly by the analyser, held-out combinations never reach
+the data set, and a seed always gives the same data set."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch.nn.functional as F
+
+from show1_cli.toyworld.analyse import analyse
+from show1_cli.toyworld.dataset import write_dataset
+from show1_cli.toyworld.world import COLORS, all_combinations, is_held_out, parse_caption, random_scene, render
+
+
+@pytest.mark.parametrize("size", [(24, 32), (96, 128)])
+def test_the_analyser_reads_back_what_was_rendered(size):
+    rng = random.Random(3)
+    combos = all_combinations(held_out=False)[::9] + all_combinations(held_out=True)[::9]
+    wrong = []
+    for combo in combos:
+        clip = render(random_scene(rng, *combo, aspect=size[1] / size[0]), 29, 96, 128)
+        clip = F.interpolate(clip, size=size, mode="area")
+        reading = analyse(clip)
+        if (reading.color, reading.shape, reading.motion, reading.background) != combo:
+            wrong.append((combo, reading.as_dict()))
+    assert len(wrong) <= len(combos) // 20, wrong  # shapes at 8 pixels high may be misread now and then
+
+
+def test_motion_and_size_follow_the_spec():
+    rng = random.Random(0)
+    for _ in range(20):
+        scene = random_scene(rng, "red", "square", "moving right", "black", aspect=4 / 3)
+        reading = analyse(render(scene, 2, 48, 64))  # first and last frame only: the whole travel
+        assert 0.38 <= reading.shift[0] <= 0.52 and abs(reading.shift[1]) < 0.02
+    grow = analyse(render(random_scene(rng, "blue", "circle", "growing", "white", aspect=4 / 3), 2, 48, 64))
+    assert grow.growth ** 2 >= 2.5  # area at least 2.5x
+    clip = render(random_scene(rng, "green", "square", "moving up", "gray", aspect=4 / 3), 29, 96, 128)
+    rows = ((clip[0] - clip[0, :, :1, :1]).abs().sum(0) > 0.1).any(1)
+    assert 0.25 < rows.float().sum() / 96 < 0.42  # about a third of the frame height
+
+
+def test_held_out_combinations_and_captions():
+    assert is_held_out("yellow", "triangle", "growing", "black")
+    assert is_held_out("red", "square", "moving down", "gray")
+    assert is_held_out("purple", "circle", "moving left", "white")
+    assert not is_held_out("purple", "circle", "moving left", "black")
+    assert len(all_combinations(False)) + len(all_combinations(True)) == len(COLORS) * 3 * 6 * 3
+    assert parse_caption("a red circle moving right on a black background") == ("red", "circle", "moving right", "black")
+    with pytest.raises(ValueError):
+        parse_caption("a red ball moving right on a black background")
+
+
+def test_the_data_set_is_deterministic_and_excludes_the_held_out(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        assert write_dataset(folder, height=32, width=32, per_combination=1, seed=4, frames=5, limit=12) == 12
+    assert (first / "captions.jsonl").read_bytes() == (second / "captions.jsonl").read_bytes()
+    assert (first / "clips" / "00003.mp4").read_bytes() == (second / "clips" / "00003.mp4").read_bytes()
+    everything = tmp_path / "all"
+    write_dataset(everything, height=16, width=16, per_combination=1, seed=4, frames=2)
+    from show1_cli.video import read_video
+
+    for line in (everything / "captions.jsonl").read_text().splitlines()[:40]:
+        entry = json.loads(line)
+        canonical = read_video(everything / entry["file"]).metadata["caption"]
+        assert not is_held_out(*parse_caption(canonical))
