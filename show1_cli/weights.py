@@ -327,6 +327,8 @@ def weights_dir_from_env(explicit: Path | None) -> Path | None:
 
 
 MICRO = "micro"  # the preset `weights:` value of the micro cascade shipped with show1
+MICRO_OWNER = "show1-micro"  # the repo_id owner in the micro cascade's lock
+MICRO_HINT = "; or try show1 offline with the micro cascade it ships: --preset micro"
 
 
 @dataclass(frozen=True)
@@ -674,7 +676,8 @@ def resolve_component(
                 f"weights for {comp.name} ({comp.repo_id}{rev}) incomplete in {where}: "
                 f"{len(missing)} of {len(status.files)} files missing ({names})"
             )
-        raise WeightsError(what, fix=_get_fix(comp, weights_dir))
+        hint = "" if comp.repo_id.startswith(f"{MICRO_OWNER}/") else MICRO_HINT
+        raise WeightsError(what, fix=_get_fix(comp, weights_dir) + hint)
     return status.root
 
 

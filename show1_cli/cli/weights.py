@@ -34,6 +34,19 @@ PullNames = Annotated[
     typer.Argument(metavar="NAME", help="Components (default: all but the optional IF-II-L-v1.0).", show_default=False),
 ]
 
+MicroOption = Annotated[
+    bool, typer.Option("--micro", help="The micro cascade shipped inside show1 (the toy world) instead of the hub weights.")
+]
+MICRO_NOTE = ("show1 also ships a micro cascade trained on a toy world of coloured shapes (offline, CPU, seconds): "
+              "`show1 generate \"a red circle moving right on a black background\" -o demo.mp4 --preset micro`; "
+              "`show1 weights list --micro` shows it")
+
+
+def _weights_and_lock(micro: bool, weights_dir: Path | None) -> tuple[Path | None, dict[str, W.Component]]:
+    source = W.micro_weights() if micro else W.WeightSource(W.weights_dir_from_env(weights_dir))
+    return source.weights_dir, source.lock()
+
+
 _STATE_STYLE = {
     W.VERIFIED: "green",
     W.UNVERIFIED: "yellow",
@@ -79,16 +92,20 @@ def list_(
     names: Names = None,
     weights_dir: WeightsDirOption = None,
     files: Annotated[bool, typer.Option("--files", help="Show every file, not only the problems.")] = False,
+    micro: MicroOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Show each component: purpose, pinned revision, status (present, missing, corrupt, unverified), location.
 
     Cheap: checks presence, sizes and the hashes recorded by `verify`; hashes nothing.
 
-    Example: show1 weights list --weights-dir /data/show1-weights
+    Examples:
+
+      show1 weights list --weights-dir /data/show1-weights
+
+      show1 weights list --micro
     """
-    wd = W.weights_dir_from_env(weights_dir)
-    lock = W.load_lock()
+    wd, lock = _weights_and_lock(micro, weights_dir)
     statuses = [W.component_status(c.name, wd, lock=lock) for c in _targets(lock, names)]
 
     base = wd if wd is not None else W.hub_cache_dir()
@@ -133,20 +150,25 @@ def list_(
     note = _optional_note(lock)
     if note:
         typer.echo(note)
+    if not micro:
+        typer.echo(MICRO_NOTE)
 
 
 @app.command()
 @command
-def verify(names: Names = None, weights_dir: WeightsDirOption = None, debug: DebugOption = False) -> None:
+def verify(names: Names = None, weights_dir: WeightsDirOption = None, micro: MicroOption = False, debug: DebugOption = False) -> None:
     """Hash the present files and compare them with the lock; exit 1 if any is corrupt.
 
     Records the result so that later runs only compare stamps. Without NAME, components not present
     at all are skipped; a named component that is missing is an error.
 
-    Example: show1 weights verify show-1-sr2
+    Examples:
+
+      show1 weights verify show-1-sr2
+
+      show1 weights verify --micro
     """
-    wd = W.weights_dir_from_env(weights_dir)
-    lock = W.load_lock()
+    wd, lock = _weights_and_lock(micro, weights_dir)
     corrupt: list[tuple[W.Component, W.FileStatus]] = []
     missing: list[tuple[W.Component, W.FileStatus]] = []
     checked = 0

@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 
 from show1_cli.errors import InputError
-from show1_cli.weights import LOCK_FORMAT, load_lock
+from show1_cli.weights import LOCK_FORMAT, MICRO_OWNER, load_lock
 
-MICRO_OWNER = "show1-micro"
 MICRO_PURPOSE = {
     "show-1-base": "micro stage 1 keyframes; its T5 encoder serves all pixel stages",
     "show-1-interpolation": "micro stage 2 frame interpolation",

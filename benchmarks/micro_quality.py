@@ -1,0 +1,121 @@
+"""Prompt following of the micro cascade, measured with the toy world's own analyser.
+
+A stratified sample of canonical prompts (the same number per motion) held in and held out of training,
+each generated with several seeds through show1's chain (the code `show1 generate --preset micro` runs),
+then read back by the analyser: the accuracy of colour, background, shape and motion per group, and the
+per-stage generation time. Writes benchmarks/results/micro_quality.json.
+
+    python benchmarks/micro_quality.py                          # the shipped micro cascade, full chain
+    python benchmarks/micro_quality.py --stages keyframes,interpolate --per-motion 10 --seeds 2
+    python benchmarks/micro_quality.py --weights-dir BUILD/weights   # an unshipped build (its weights.lock inside)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from show1_cli.chain import Chain, Job  # noqa: E402
+from show1_cli.presets import load_preset  # noqa: E402
+from show1_cli.runtime import resolve_runtime  # noqa: E402
+from show1_cli.toyworld.analyse import analyse  # noqa: E402
+from show1_cli.toyworld.world import MOTIONS, Scene, all_combinations  # noqa: E402
+from show1_cli.video import read_video  # noqa: E402
+
+ATTRIBUTES = ("color", "background", "shape", "motion")
+TARGETS = {"color": 0.95, "background": 0.95, "motion": 0.90, "shape": 0.80}
+
+
+def sample_prompts(held_out: bool, per_motion: int, seed: int) -> list[tuple[str, str, str, str]]:
+    """`per_motion` combinations for each motion (fewer where the group has fewer), seeded."""
+    rng = random.Random(seed)
+    picked = []
+    for motion in MOTIONS:
+        group = [combo for combo in all_combinations(held_out) if combo[2] == motion]
+        rng.shuffle(group)
+        picked += group[:per_motion]
+    return picked
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-motion", type=int, default=10, help="prompts per motion and group (10: 60 held in)")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--stages", default="keyframes,interpolate,sr1,sr2")
+    parser.add_argument("--set", action="append", default=[], help="preset override, e.g. keyframes.steps=50")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="a built micro cascade (with weights.lock inside)")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "micro_quality.json")
+    args = parser.parse_args()
+
+    if args.weights_dir is not None:
+        import os
+
+        os.environ["SHOW1_WEIGHTS_LOCK"] = str(args.weights_dir / "weights.lock")
+    preset = load_preset("micro", args.set).with_stages(args.stages.split(","))
+    if args.weights_dir is not None:
+        import dataclasses
+
+        preset = dataclasses.replace(preset, weights="hub")  # the build's folder and lock, through the same code
+    chain = Chain(resolve_runtime("cpu", "fp32", "none"), args.weights_dir, options={"first_frame": "auto"}, show_progress=False)
+    groups = {"held_in": sample_prompts(False, args.per_motion, 0), "held_out": sample_prompts(True, args.per_motion, 0)}
+
+    results: dict = {"stages": preset.stages, "settings": preset.to_dict(), "seeds": args.seeds, "groups": {}}
+    stage_seconds: dict[str, list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as folder:
+        for group, combos in groups.items():
+            hits = {attribute: 0 for attribute in ATTRIBUTES}
+            items = []
+            jobs = [Job(Scene(*combo).caption(), seed, Path(folder) / f"{group}-{index}-{seed}.mp4", preset, lossless=True)
+                    for index, combo in enumerate(combos) for seed in range(args.seeds)]
+            started = time.perf_counter()
+            for job, result in zip(jobs, chain.run(jobs, overwrite=True), strict=True):
+                for report in result.reports:
+                    stage_seconds[report.name].append(report.seconds)
+                reading = analyse(read_video(job.output).frames).as_dict()
+                wanted = dict(zip(ATTRIBUTES, _wanted(job.prompt), strict=True))
+                for attribute in ATTRIBUTES:
+                    hits[attribute] += reading[attribute] == wanted[attribute]
+                items.append({"prompt": job.prompt, "seed": job.seed, "read": reading})
+            count = len(jobs)
+            results["groups"][group] = {
+                "videos": count,
+                "accuracy": {attribute: hits[attribute] / count for attribute in ATTRIBUTES},
+                "seconds": round(time.perf_counter() - started, 1),
+                "items": items,
+            }
+    results["stage_seconds_mean"] = {name: sum(values) / len(values) for name, values in stage_seconds.items()}
+    results["video_seconds_mean"] = sum(results["stage_seconds_mean"].values())
+
+    print(f"micro cascade, stages {','.join(preset.stages)}, {args.seeds} seeds per prompt")
+    for group, data in results["groups"].items():
+        accuracy = "  ".join(f"{name} {value:.0%}" for name, value in data["accuracy"].items())
+        print(f"  {group:<9} {data['videos']:>4} videos  {accuracy}")
+    gap = {a: results["groups"]["held_in"]["accuracy"][a] - results["groups"]["held_out"]["accuracy"][a] for a in ATTRIBUTES}
+    results["held_out_gap"] = gap
+    print("  targets  " + "  ".join(f"{name} >= {value:.0%}" for name, value in TARGETS.items()) + ", held out within 10 points")
+    print("  per video: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in results["stage_seconds_mean"].items())
+          + f"; total {results['video_seconds_mean']:.1f} s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _wanted(prompt: str) -> tuple[str, str, str, str]:
+    from show1_cli.toyworld.world import parse_caption
+
+    color, shape, motion, background = parse_caption(prompt)
+    return color, background, shape, motion
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
