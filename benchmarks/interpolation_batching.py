@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # for tests.tiny_checkpoints when run as a script
 from show1_cli.models import load_unet  # noqa: E402
 from show1_cli.runtime import ModelStore, resolve_runtime  # noqa: E402
 from show1_cli.stages.interpolate import interpolate_video  # noqa: E402
-from show1_cli.stages.keyframes import load_scheduler  # noqa: E402
+from show1_cli.stages.sampling import load_scheduler  # noqa: E402
 from show1_cli.text import encode_texts  # noqa: E402
 from tests.tiny_checkpoints import BASE, INTERPOLATION, write_tiny_weights  # noqa: E402
 

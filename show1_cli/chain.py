@@ -158,7 +158,7 @@ class Chain:
         root = weights.resolve(COMPONENT)
         started = time.perf_counter()
         self.runtime.reset_peak_memory()
-        embeddings = encode_texts(texts, self.models, root)
+        embeddings = encode_texts(texts, self.models, root, full_cleaning=self.options.get("clean_prompt", False))
         report = StageReport("text", time.perf_counter() - started, self.runtime.peak_memory_bytes())
         logger.info("text encoder: %d texts in %.1f s", len(embeddings), report.seconds)
         return embeddings, report
@@ -219,6 +219,8 @@ def _metadata(job: Job, context: StageContext, last_stage: str) -> dict[str, Any
         data["first_frame"] = context.options["first_frame_used"]
     if context.options.get("keep_input_frames"):
         data["keep_input_frames"] = True
+    if context.options.get("clean_prompt"):
+        data["clean_prompt"] = True
     data.update({key: value for key, value in job.metadata.items() if key != "stages_before"})
     return data
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from show1_cli.errors import InputError
 from show1_cli.runtime import ModelStore
 
 logger = logging.getLogger("show1")
@@ -32,20 +33,22 @@ ENCODER_KEY = f"{COMPONENT}/text_encoder"
 
 
 def full_cleaning_available() -> bool:
-    """Whether DeepFloyd IF's optional caption-cleaning dependencies (beautifulsoup4, ftfy) are installed."""
+    """Whether DeepFloyd IF's caption-cleaning dependencies (beautifulsoup4, ftfy: `pip install show1-cli[clean]`) are installed."""
     return all(importlib.util.find_spec(name) is not None for name in ("bs4", "ftfy"))
 
 
-def clean_prompt(text: str) -> str:
-    """Prepare a caption for T5 the way the original pipeline does.
+def clean_prompt(text: str, full: bool = False) -> str:
+    """Prepare a caption for T5.
 
-    With beautifulsoup4 and ftfy installed (the original's optional dependencies) the caption is cleaned
-    IF-style: mojibake fixed, HTML entities and tags, URLs, @handles and stray punctuation removed, dashes
-    and quotes unified, lower-cased. Without them the original only lower-cases and strips, and so does
-    this function: the embeddings then match what the original computes on the same machine setup.
+    By default exactly as the official Show-1 script does on a plain install: lower-cased and stripped, so
+    the same command gives the same embeddings on every machine. With `full` (`--clean-prompt`), DeepFloyd
+    IF's clean-up as well: mojibake fixed, HTML entities and tags, URLs, @handles and stray punctuation
+    removed, dashes and quotes unified; it needs the `clean` extra.
     """
-    if not full_cleaning_available():
+    if not full:
         return text.lower().strip()
+    if not full_cleaning_available():
+        raise InputError("--clean-prompt needs beautifulsoup4 and ftfy", "pip install 'show1-cli[clean]', or drop --clean-prompt")
     return _clean_caption(text)
 
 
@@ -99,9 +102,9 @@ def load_text_encoder(component_dir: Path, dtype: torch.dtype) -> torch.nn.Modul
     return T5EncoderModel.from_pretrained(component_dir / "text_encoder", dtype=dtype, low_cpu_mem_usage=True)
 
 
-def tokenize(tokenizer, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+def tokenize(tokenizer, text: str, full_cleaning: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), each (1, 77): the cleaned text, cut to 77 tokens with a warning, padded."""
-    cleaned = clean_prompt(text)
+    cleaned = clean_prompt(text, full_cleaning)
     full = tokenizer(cleaned, add_special_tokens=True).input_ids
     if len(full) > MAX_TOKENS:
         dropped = tokenizer.decode(full[MAX_TOKENS - 1 :], skip_special_tokens=True)
@@ -113,7 +116,7 @@ def tokenize(tokenizer, text: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def encode_texts(texts: Iterable[str], models: ModelStore, component_dir: Path) -> dict[str, torch.Tensor]:
+def encode_texts(texts: Iterable[str], models: ModelStore, component_dir: Path, full_cleaning: bool = False) -> dict[str, torch.Tensor]:
     """T5 embeddings, (1, 77, hidden) on the CPU in the runtime dtype, of every distinct text.
 
     The encoder is loaded through `models` (once), runs on the runtime's device, and is dropped from the
@@ -129,7 +132,7 @@ def encode_texts(texts: Iterable[str], models: ModelStore, component_dir: Path) 
     embeddings: dict[str, torch.Tensor] = {}
     try:
         for text in distinct:
-            input_ids, attention_mask = tokenize(tokenizer, text)
+            input_ids, attention_mask = tokenize(tokenizer, text, full_cleaning)
             states = encoder(input_ids=input_ids.to(runtime.device), attention_mask=attention_mask.to(runtime.device))
             embeddings[text] = states.last_hidden_state.to("cpu", runtime.dtype)
     finally:

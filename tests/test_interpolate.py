@@ -11,7 +11,7 @@ from show1_cli import text
 from show1_cli.models import load_unet
 from show1_cli.runtime import ModelStore, resolve_runtime
 from show1_cli.stages.interpolate import denoise_windows, interpolate_video, output_frames, window_conditions
-from show1_cli.stages.keyframes import load_scheduler
+from show1_cli.stages.sampling import load_scheduler
 from show1_cli.video import read_video, write_video
 from tests.conftest import run_cli
 

@@ -10,10 +10,11 @@ import torch
 from diffusers import DDPMScheduler
 
 from show1_cli import text
+from show1_cli.errors import InputError
 from show1_cli.models import load_unet
 from show1_cli.runtime import ModelStore, resolve_runtime
-from show1_cli.stages.keyframes import generate_keyframes, load_scheduler
-from show1_cli.stages.sampling import guided_noise
+from show1_cli.stages.keyframes import generate_keyframes
+from show1_cli.stages.sampling import guided_noise, load_scheduler
 from show1_cli.video import read_video
 from tests.conftest import run_cli
 
@@ -134,12 +135,15 @@ def test_long_prompt_is_cut_at_77_tokens_with_a_warning(base: Path, caplog: pyte
     assert mask.sum() < 77 and ids[0, -1] == tokenizer.pad_token_id
 
 
-def test_prompt_cleaning_without_optional_dependencies_lower_cases_and_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prompt_cleaning_is_the_official_lower_and_strip_whatever_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert text.full_cleaning_available()  # the test extra installs the optional clean-up's packages
+    assert text.clean_prompt("  A Panda <b>Selfie</b>  ") == "a panda <b>selfie</b>"
     monkeypatch.setattr(text, "full_cleaning_available", lambda: False)
     assert text.clean_prompt("  A Panda <b>Selfie</b>  ") == "a panda <b>selfie</b>"
+    with pytest.raises(InputError, match="clean-prompt needs"):
+        text.clean_prompt("a panda", full=True)
 
 
-def test_full_prompt_cleaning_with_optional_dependencies() -> None:
-    assert text.full_cleaning_available()  # the test extra installs them
-    cleaned = text.clean_prompt("A <b>Panda</b> &amp; friends \u2014 see https://example.com/x @someone!!")
+def test_full_prompt_cleaning_on_request() -> None:
+    cleaned = text.clean_prompt("A <b>Panda</b> &amp; friends \u2014 see https://example.com/x @someone!!", full=True)
     assert cleaned == "a panda & friends - see !"

@@ -55,6 +55,10 @@ def _root(
 PresetOption = Annotated[
     str, typer.Option("--preset", "-p", help="Preset name (see `show1 presets list`) or path to a YAML file.")
 ]
+CleanPromptOption = Annotated[
+    bool, typer.Option("--clean-prompt", help="Also apply DeepFloyd IF's caption clean-up (URLs, HTML, punctuation; needs "
+                       "show1-cli[clean]). Default: lower-case and strip, as the official script.")
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one preset field, e.g. --set sr1.steps=50 (repeatable)."),

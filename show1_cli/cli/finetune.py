@@ -145,7 +145,8 @@ def finetune_motion(
     from show1_cli.models import load_unet
     from show1_cli.presets import load_preset
     from show1_cli.runtime import ModelStore, resolve_runtime
-    from show1_cli.stages.keyframes import generate_keyframes, load_scheduler
+    from show1_cli.stages.keyframes import generate_keyframes
+    from show1_cli.stages.sampling import load_scheduler
     from show1_cli.text import encode_texts
     from show1_cli.training.loop import read_checkpoint
     from show1_cli.video import ensure_writable, read_video, write_video

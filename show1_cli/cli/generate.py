@@ -11,6 +11,7 @@ import typer
 
 from show1_cli.chain import Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
 from show1_cli.cli.app import (
+    CleanPromptOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -87,6 +88,7 @@ def generate(
     motion_scale: MotionScaleOption = 1.0,
     motion_init: MotionInitOption = "noise",
     noise_prior: NoisePriorOption = 1.0,
+    clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -113,7 +115,7 @@ def generate(
     chain = Chain(
         runtime,
         weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame,
+        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
                  **motion_options(motion, motion_scale, motion_init, noise_prior)},
         show_progress=not quiet and not as_json,
     )

@@ -9,6 +9,7 @@ import typer
 
 from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
+    CleanPromptOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -49,6 +50,7 @@ def interpolate(
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
     seed: InputSeedOption = None,
+    clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -76,7 +78,7 @@ def interpolate(
     chain = Chain(
         resolve_runtime(device, dtype, offload),
         weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames},
+        options={"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
         show_progress=not quiet and not as_json,
     )
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,

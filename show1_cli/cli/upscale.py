@@ -9,6 +9,7 @@ import typer
 
 from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
+    CleanPromptOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -59,6 +60,7 @@ def upscale(
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
     seed: InputSeedOption = None,
+    clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
@@ -97,7 +99,7 @@ def upscale(
     chain = Chain(
         resolve_runtime(device, dtype, offload),
         wd,
-        options={"first_frame": first_frame_choice},
+        options={"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
         show_progress=not quiet and not as_json,
     )
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,

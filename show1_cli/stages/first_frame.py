@@ -22,7 +22,8 @@ import torch
 
 from show1_cli.errors import InputError
 from show1_cli.stages import StageContext
-from show1_cli.stages.sr1 import denoise_conditioned, load_scheduler, upscale_condition
+from show1_cli.stages.sampling import load_scheduler
+from show1_cli.stages.sr1 import denoise_conditioned, upscale_condition
 from show1_cli.weights import WeightSource
 
 logger = logging.getLogger("show1")

@@ -26,8 +26,7 @@ from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.progress import StepCallback
 from show1_cli.stages import StageContext
-from show1_cli.stages.keyframes import load_scheduler
-from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
+from show1_cli.stages.sampling import guided_noise, load_scheduler, step_kwargs, step_per_frame, text_batch
 
 COMPONENT = "show-1-interpolation"
 WINDOW = 5  # frames per window: the two given frames and three new ones between them
@@ -77,7 +76,7 @@ def denoise_windows(
         model_input = scheduler.scale_model_input(model_input, timestep)
         model_input = torch.cat([model_input, condition_input], dim=1)
         prediction = guided_noise(unet, scheduler, model_input, timestep, states, guidance_scale)
-        sample = scheduler.step(prediction, timestep, sample, **extra).prev_sample
+        sample = step_per_frame(scheduler, prediction, timestep, sample, **extra)
         if on_step is not None:
             on_step(index + 1, steps)
     return sample

@@ -8,22 +8,14 @@ channels are split off before the scheduler step unless the scheduler itself use
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from diffusers import DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from show1_cli.progress import StepCallback
 from show1_cli.stages import StageContext
-from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
+from show1_cli.stages.sampling import guided_noise, load_scheduler, step_kwargs, step_per_frame, text_batch
 
 COMPONENT = "show-1-base"
-
-
-def load_scheduler(component_dir: Path) -> DPMSolverMultistepScheduler:
-    """The component's `scheduler/` (its own config, so thresholding and betas are the checkpoint's)."""
-    return DPMSolverMultistepScheduler.from_pretrained(component_dir, subfolder="scheduler")
 
 
 @torch.no_grad()
@@ -60,7 +52,7 @@ def generate_keyframes(
         model_input = torch.cat([sample] * 2) if guided else sample
         model_input = scheduler.scale_model_input(model_input, timestep)
         noise = guided_noise(unet, scheduler, model_input, timestep, states, guidance_scale)
-        sample = scheduler.step(noise, timestep, sample, **extra).prev_sample
+        sample = step_per_frame(scheduler, noise, timestep, sample, **extra)
         if on_step is not None:
             on_step(index + 1, steps)
     return sample[0].transpose(0, 1).clamp(-1, 1).float().cpu()

@@ -1,8 +1,11 @@
-"""The denoising-loop pieces every stage shares: guided noise prediction, text batches, scheduler step options."""
+"""The denoising-loop pieces every stage shares: schedulers as the checkpoints were released with them,
+guided noise prediction, text batches, and the scheduler step taken frame by frame."""
 
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 import torch
 
@@ -33,6 +36,35 @@ def guided_noise(
     if scheduler.config.variance_type not in LEARNED_VARIANCE:
         prediction = prediction[:, :out_channels]
     return prediction
+
+
+def load_scheduler(component_dir: Path, subfolder: str = "scheduler"):
+    """The diffusers scheduler a checkpoint names in `subfolder/scheduler_config.json`, with its settings.
+
+    The Show-1 checkpoints were released with diffusers 0.19, whose multistep DPM-Solver ends on sigma_min;
+    newer diffusers end on zero unless told otherwise. A config that does not say (all of Show-1's) gets
+    `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with.
+    """
+    import diffusers
+
+    config = json.loads((Path(component_dir) / subfolder / "scheduler_config.json").read_text(encoding="utf-8"))
+    scheduler_class = getattr(diffusers, config["_class_name"])
+    extra = {}
+    if "final_sigmas_type" in inspect.signature(scheduler_class.__init__).parameters and "final_sigmas_type" not in config:
+        extra["final_sigmas_type"] = "sigma_min"
+    return scheduler_class.from_pretrained(component_dir, subfolder=subfolder, **extra)
+
+
+def step_per_frame(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> torch.Tensor:
+    """One scheduler step on a video batch (B, C, F, H, W) with the frames folded into the batch, as the
+    original pipelines step: per-sample operations (dynamic thresholding's quantile) then act per frame."""
+    batch, channels, frames, height, width = sample.shape
+
+    def fold(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1, 3, 4).reshape(batch * frames, x.shape[1], height, width)
+
+    folded = scheduler.step(fold(model_output), timestep, fold(sample), **kwargs, return_dict=False)[0]
+    return folded.reshape(batch, frames, channels, height, width).permute(0, 2, 1, 3, 4)
 
 
 def step_kwargs(scheduler, generator: torch.Generator | None) -> dict:

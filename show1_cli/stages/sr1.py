@@ -11,9 +11,7 @@ output for the later ones - so the windows join into one continuous video.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.stages import StageContext
-from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
+from show1_cli.stages.sampling import guided_noise, load_scheduler, step_kwargs, step_per_frame, text_batch
 
 COMPONENT = "show-1-sr1"
 
@@ -107,7 +105,10 @@ def denoise_conditioned(
             model_input = torch.cat([model_input] * 2)
         model_input = scheduler.scale_model_input(model_input, t)
         noise = guided_noise(conditioned_unet, scheduler, model_input, t, text, guidance_scale)
-        sample = scheduler.step(noise, t, sample, **extra, return_dict=False)[0]
+        if sample.dim() == 5:
+            sample = step_per_frame(scheduler, noise, t, sample, **extra)
+        else:
+            sample = scheduler.step(noise, t, sample, **extra, return_dict=False)[0]
         if tick is not None:
             tick()
     return sample
@@ -143,7 +144,9 @@ def super_resolve(
     """
     upscaled = upscale_condition(video.to(device, torch.float32), height, width).to(dtype)
     output = torch.empty_like(upscaled)
+    seeded = generator.get_state()
     for start, end in windows(video.shape[0], window, stride):
+        generator.set_state(seeded)  # every window draws from the run's seed, as the original reseeds per window
         anchor = first_frame if start == 0 else output[start].clone()
         condition = upscaled[start:end].permute(1, 0, 2, 3).unsqueeze(0)  # (1, 3, F, H, W)
         result = denoise_conditioned(
@@ -162,14 +165,6 @@ def super_resolve(
         )
         output[start:end] = result[0].permute(1, 0, 2, 3).clamp(-1, 1)
     return output
-
-
-def load_scheduler(component_dir: Path, subfolder: str):
-    """The diffusers scheduler class and settings a checkpoint names in `subfolder/scheduler_config.json`."""
-    import diffusers
-
-    config = json.loads((component_dir / subfolder / "scheduler_config.json").read_text(encoding="utf-8"))
-    return getattr(diffusers, config["_class_name"]).from_pretrained(component_dir, subfolder=subfolder)
 
 
 def check_sizes(in_height: int, in_width: int, height: int, width: int, stage: str = "sr1") -> None:
@@ -203,12 +198,11 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     spans = windows(video.shape[0], settings.window, settings.stride)
     first_steps = preset.first_frame.steps if method == "if" else 0
     tick = StepCounter(context.on_step, len(spans) * settings.steps + first_steps)
-    generator = context.generator()
 
     anchor = None
     if method == "if":
         anchor = first_frame.upscale_first_frame(
-            context, video[0], settings.height, settings.width, prompt_embeds, negative_embeds, generator, tick
+            context, video[0], settings.height, settings.width, prompt_embeds, negative_embeds, context.generator(), tick
         )
 
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
@@ -226,7 +220,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
         noise_level=settings.noise_level,
         window=settings.window,
         stride=settings.stride,
-        generator=generator,
+        generator=context.generator(),
         first_frame=anchor,
         device=runtime.device,
         dtype=runtime.dtype,

@@ -19,8 +19,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from show1_cli.errors import InputError
 from show1_cli.stages import StageContext
-from show1_cli.stages.sampling import guided_noise, step_kwargs, text_batch
-from show1_cli.stages.sr1 import check_sizes, load_scheduler
+from show1_cli.stages.sampling import guided_noise, load_scheduler, step_kwargs, text_batch
+from show1_cli.stages.sr1 import check_sizes
 
 COMPONENT = "show-1-sr2"
 # Above this many pixels per frame even one frame's decoder activations get large: decode in tiles too.
@@ -101,9 +101,10 @@ def translate(
     configure_vae(vae, height, width, slicing=slicing)
     latents = encode_frames(vae, frames, generator)  # (F, C, h, w)
     del frames
-    latents = latents.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, F, h, w) for the video UNet
+    # The noise is drawn frame-major, in the encoded frames' layout, as the original pipeline draws it.
     noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
     latents = scheduler.add_noise(latents, noise, timesteps[:1])
+    latents = latents.permute(1, 0, 2, 3).unsqueeze(0)  # (1, C, F, h, w) for the video UNet
 
     guided = guidance_scale > 1.0
     text = text_batch(prompt_embeds, negative_embeds, 1, guided).to(device, dtype)

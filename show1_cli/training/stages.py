@@ -19,6 +19,7 @@ import torch
 
 from show1_cli.errors import InputError
 from show1_cli.presets import Preset
+from show1_cli.stages.sampling import load_scheduler
 from show1_cli.training.data import ClipDataset, Needs
 from show1_cli.training.objectives import (
     AutoencoderPass,
@@ -264,7 +265,7 @@ def setup(
 
         def validate_sr1(unet, prompt, generator):
             video = validation_clip(kf.height, kf.width)
-            return sr1_stage.super_resolve(unet, sampling, sr1_stage.load_scheduler(init_dir, "image_noising_scheduler"), video,
+            return sr1_stage.super_resolve(unet, sampling, load_scheduler(init_dir, "image_noising_scheduler"), video,
                                            height=s1.height, width=s1.width, **t5(prompt, s1.negative_prompt), steps=s1.steps,
                                            guidance_scale=s1.guidance_scale, noise_level=s1.noise_level, window=s1.window,
                                            stride=s1.stride, generator=generator)
@@ -274,6 +275,4 @@ def setup(
 
 
 def _load_sampling_scheduler(init_dir: Path):
-    from show1_cli.stages.sr1 import load_scheduler
-
     return load_scheduler(init_dir, "scheduler")
