@@ -1,11 +1,11 @@
-# show1: `make install` sets up .venv, `make test` runs the offline test suite, `make demo` makes a video
-# offline with the micro cascade shipped in the package, `make micro-weights` rebuilds that cascade.
+# show1: `make install` sets up .venv, `make test` runs the offline test suite, `make demo` makes a video,
+# `make micro-weights` builds the micro cascade (toy world, CPU) into show1_cli/data/micro.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Without CUDA, install the CPU build of torch first (the default wheel brings gigabytes of CUDA libraries).
 TORCH_CPU ?= torch==2.13.0
-PROMPT ?= a red circle moving right on a black background
+PROMPT ?= a panda taking a selfie, 2k, high quality
 DEMO_OUTPUT ?= demo.mp4
 MICRO_BUILD ?= .micro-build
 
@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --preset micro --seed 42 --overwrite
+	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --seed 42 --overwrite
 
 lint: install
 	$(BIN)/ruff check show1_cli tests benchmarks
@@ -32,7 +32,7 @@ lint: install
 tiny-weights: install
 	$(BIN)/python -m tests.tiny_checkpoints .tiny-weights
 
-# Data, scaffold, five trainings (resumable: rerun after an interruption), lock; about 100 minutes on 2 CPU cores.
+# Data, scaffold, five trainings (resumable: rerun after an interruption), lock; hours on 2 CPU cores (see the recipe).
 micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 

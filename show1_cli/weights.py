@@ -352,9 +352,20 @@ class WeightSource:
 
 
 def micro_weights() -> WeightSource:
-    """The micro cascade shipped inside show1 (`show1_cli/data/micro/`, with its own lock)."""
-    folder = data_path("micro")
+    """The micro cascade inside show1 (`show1_cli/data/micro/`, with its own lock)."""
+    try:
+        folder = data_path("micro")
+    except FileNotFoundError:
+        raise WeightsError("the micro cascade is not in this show1 installation (show1_cli/data/micro/ is missing)",
+                           fix="build it with `make micro-weights` (trains it on the CPU), or use the hub weights") from None
     return WeightSource(folder, folder / "weights.lock")
+
+
+def micro_available() -> bool:
+    try:
+        return (data_path("micro") / "weights.lock").is_file()
+    except FileNotFoundError:
+        return False
 
 
 def weight_source(weight_set: str, weights_dir: Path | None) -> WeightSource:
@@ -676,7 +687,7 @@ def resolve_component(
                 f"weights for {comp.name} ({comp.repo_id}{rev}) incomplete in {where}: "
                 f"{len(missing)} of {len(status.files)} files missing ({names})"
             )
-        hint = "" if comp.repo_id.startswith(f"{MICRO_OWNER}/") else MICRO_HINT
+        hint = MICRO_HINT if micro_available() and not comp.repo_id.startswith(f"{MICRO_OWNER}/") else ""
         raise WeightsError(what, fix=_get_fix(comp, weights_dir) + hint)
     return status.root
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 from show1_cli.stages.sampling import load_scheduler, step_per_frame
@@ -62,3 +64,56 @@ def test_the_last_dpm_solver_step_ends_on_sigma_min_as_with_the_released_diffuse
     config = {**hub_config("scheduler-show-1-base.json"), "final_sigmas_type": "zero"}
     write_json(tmp_path / "explicit" / "scheduler" / "scheduler_config.json", config)
     assert load_scheduler(tmp_path / "explicit").config.final_sigmas_type == "zero"
+
+
+class ZeroNoise(torch.nn.Module):
+    """A stand-in UNet predicting zero noise (and zero variance values): the sample then depends only on
+    the noise drawn for it, which is what these tests look at."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, class_labels=None):
+        shape = (sample.shape[0], self.channels, *sample.shape[2:])
+        return types.SimpleNamespace(sample=torch.zeros(shape))
+
+
+def test_every_sr1_window_draws_from_the_seed_as_the_original_reseeds(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from show1_cli.stages.sr1 import super_resolve
+    from show1_cli.training.scaffold import IMAGE_NOISING_SCHEDULER
+
+    video = torch.zeros(29, 3, 8, 8)
+    text = torch.zeros(1, 4, 8)
+    out = super_resolve(ZeroNoise(6), base_scheduler(tmp_path), DDPMScheduler.from_config(IMAGE_NOISING_SCHEDULER), video,
+                        height=16, width=16, prompt_embeds=text, negative_embeds=text, steps=2, guidance_scale=1.0,
+                        noise_level=250, window=8, stride=7, generator=torch.Generator().manual_seed(3))
+    # Windows 0-7, 7-14, 14-21, 21-28 start from the same noise, so with zero predicted noise they agree.
+    assert torch.equal(out[0:7], out[7:14]) and torch.equal(out[7:14], out[14:21])
+    assert not torch.equal(out[0], out[1])
+
+
+def test_sr2_draws_its_latent_noise_frame_major(tmp_path, tiny_weights_dir, monkeypatch):
+    from diffusers import AutoencoderKL
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from show1_cli.stages import sr2
+
+    vae = AutoencoderKL.from_pretrained(tiny_weights_dir / "show-1-sr2", subfolder="vae", use_safetensors=False)
+    scheduler = load_scheduler(tiny_weights_dir / "show-1-sr2")
+    seen = []
+    add_noise = scheduler.add_noise
+    monkeypatch.setattr(scheduler, "add_noise", lambda latents, noise, t: seen.append(noise) or add_noise(latents, noise, t))
+    video = torch.rand(3, 3, 64, 64) * 2 - 1
+    text = torch.zeros(1, 77, 32)
+    sr2.translate(ZeroNoise(4), vae, scheduler, video, height=64, width=64, prompt_embeds=text, negative_embeds=text, steps=4,
+                  guidance_scale=1.0, strength=0.5, generator=torch.Generator().manual_seed(5))
+    # The official way: encode (drawing the posterior sample), then the noise in the encoded frames' layout.
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        latents = sr2.encode_frames(vae, video, generator)
+    expected = randn_tensor(latents.shape, generator=generator)
+    assert seen[0].shape == (3, 4, 8, 8)
+    assert torch.equal(seen[0], expected)

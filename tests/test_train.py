@@ -159,3 +159,33 @@ def test_a_bad_data_set_is_refused_with_every_problem_named(clips, tiny_weights_
     assert short.exit_code == 2 and "fewer than the 20 needed" in " ".join(short.output.split())
     exists = train("keyframes", clips, tiny_weights_dir, tmp_path / "out", "--steps", 1)
     assert exists.exit_code == 2 and "--overwrite" in exists.output
+
+
+def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weights_dir, tmp_path):
+    for extra, expected in (
+        (("--crop", "40x40"), "multiple of 16"),
+        (("--crop", "big"), "HEIGHTxWIDTH"),
+        (("--mixed-precision", "fp16"), "needs a CUDA GPU"),
+        (("--uncond-prob", "2"), "not a probability"),
+        (("--steps", "0"), "--steps 0 must be at least 1"),
+    ):
+        result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert expected in " ".join(result.output.split()), (extra, result.output)
+    unknown = run_cli("train", "sr3", "--data", clips, "--init", tiny_weights_dir / "show-1-sr1", "--out", tmp_path / "o")
+    assert unknown.exit_code == 2 and "unknown stage" in unknown.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_toy_world_commands(tmp_path):
+    data = tmp_path / "toy"
+    made = run_cli("toyworld", "data", data, "--per-combination", 1, "--size", "32x24", "--frames", 5)
+    assert made.exit_code == 0, made.output
+    assert len((data / "captions.jsonl").read_text().splitlines()) == len(list((data / "clips").glob("*.mp4"))) == 271
+    again = run_cli("toyworld", "data", data)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    clip = data / "clips" / "00000.mp4"
+    caption = read_video(clip).metadata["caption"]
+    read = run_cli("toyworld", "analyse", clip, "--prompt", caption, "--json")
+    assert read.exit_code == 0, read.output
+    assert all(json.loads(read.output)["matches"].values())

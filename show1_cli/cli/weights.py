@@ -150,7 +150,7 @@ def list_(
     note = _optional_note(lock)
     if note:
         typer.echo(note)
-    if not micro:
+    if not micro and W.micro_available():
         typer.echo(MICRO_NOTE)
 
 

@@ -86,6 +86,7 @@ def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 def make_accelerator(config: TrainConfig):
     from accelerate import Accelerator
 
+    _check_config(config)
     # Without CUDA, accelerate only joins a torchrun/accelerate-launch process group when told it runs on the CPU.
     cpu = not torch.cuda.is_available()
     if config.mixed_precision not in MIXED_PRECISION:

@@ -41,7 +41,7 @@ COMPONENTS = ("show-1-base", "show-1-interpolation", "show-1-sr1", "show-1-sr2")
 CLIPS_PER_COMBINATION = 6
 COMMON = ["--preset", PRESET, "--ema", "--checkpoint-every", "100", "--warmup", "100", "--seed", "1"]
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
-    "keyframes": ("show-1-base", "unet-keyframes.json", ["--steps", "1300", "--batch-size", "8", "--lr", "6e-4"]),
+    "keyframes": ("show-1-base", "unet-keyframes.json", ["--steps", "4000", "--batch-size", "8", "--lr", "6e-4"]),
     "interpolate": ("show-1-interpolation", "unet-interpolate.json", ["--steps", "600", "--batch-size", "8", "--lr", "6e-4"]),
     "sr1": ("show-1-sr1", "unet-sr1.json", ["--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64"]),
     "vae": ("show-1-sr2", "vae.json", ["--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64"]),
