@@ -183,3 +183,18 @@ def test_the_hybrid_loss_adds_the_weighted_bound_and_trains_only_the_variance_th
     (mse_grad,) = torch.autograd.grad(epsilon_mse(output[:, :3], noise), output)
     assert torch.allclose(output.grad[:, :3], mse_grad[:, :3], atol=1e-6)
     assert output.grad[:, 3:].abs().sum() > 0
+
+
+def test_min_snr_weights_and_the_weighted_mse():
+    from show1_cli.training.losses import min_snr_weights
+
+    terms = cosine_terms()
+    t = torch.tensor([5, 300, 900])
+    abar = terms.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    weights = min_snr_weights(terms.alphas_cumprod, t, 5.0)
+    assert torch.allclose(weights.double(), torch.clamp(snr, max=5.0) / snr, rtol=1e-6)
+    assert weights[0] < 0.01 and weights[2] == 1.0  # low noise counts less, high noise fully
+    pred, target = video([1.0, 2.0]).expand(3, 1, 2, 1, 2), torch.zeros(3, 1, 2, 1, 2)
+    # per-sample mean squared error 2.5 each; weighted mean = 2.5 * mean(weights)
+    assert epsilon_mse(pred, target, weights).item() == pytest.approx(2.5 * weights.mean().item(), rel=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ def train(
     timestep_range: Annotated[tuple[int, int] | None, typer.Option("--timestep-range", metavar="LOW HIGH",
                                                                    help="sr2: timesteps the expert trains on [0 900).")] = None,
     kl_weight: Annotated[float, typer.Option("--kl-weight", help="vae: weight of the KL term.")] = 1e-6,
+    snr_gamma: Annotated[float | None, typer.Option("--snr-gamma", help="Min-SNR weighting of the noise MSE (e.g. 5); off as in "
+                                                    "Show-1. See docs/losses.md.")] = None,
     save_dtype: Annotated[str, typer.Option("--save-dtype", help="fp16 (as the hub checkpoints) or fp32.")] = "fp16",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Train on the usable clips when some are bad.")] = False,
     weights_dir: WeightsDirOption = None,
@@ -131,8 +134,10 @@ def train(
     options = StageOptions(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
         noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
-        timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight,
+        timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight, snr_gamma=snr_gamma,
     )
+    if snr_gamma is not None and not snr_gamma > 0:
+        raise InputError(f"--snr-gamma {snr_gamma} must be positive", "use --snr-gamma 5, or leave it out")
     config_cli = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, seed=seed,
                              mixed_precision=mixed_precision, ema=ema)
     accelerator = make_accelerator(config_cli)
@@ -169,7 +174,8 @@ def train(
 
         result = run_training(
             run.training_module, run.parameters, run.objective, config_cli, accelerator=accelerator, resume=resume,
-            identity={"stage": stage, "dataset_sha256": dataset.fingerprint(), "init": str(init), "config": str(config)},
+            identity={"stage": stage, "dataset_sha256": dataset.fingerprint(), "init": str(init), "config": str(config),
+                      "options": dataclasses.asdict(options)},
             checkpoint_path=checkpoint, checkpoint_every=checkpoint_every, on_step=on_step,
             on_validate=on_validate if validate is not None else None, validate_every=validate_every,
             gradient_checkpointing=gradient_checkpointing,
@@ -181,7 +187,7 @@ def train(
         "stage": stage, "component": COMPONENT_OF[stage], "init": str(init), "config": str(config) if config else None,
         "dataset": str(data), "dataset_sha256": dataset.fingerprint(), "clips": len(dataset), "steps": steps,
         "batch_size": batch_size * accelerator.num_processes * grad_accum, "lr": lr, "seed": seed, "ema": ema,
-        "loss": sum(tail) / len(tail), "preset": preset.name, "options": {k: v for k, v in vars(options).items()},
+        "loss": sum(tail) / len(tail), "preset": preset.name, "options": dataclasses.asdict(options),
         "show1_version": __version__,
     }
     write_output(out, init_dir, run.subfolder, run.config, run.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True)

@@ -114,15 +114,18 @@ def hybrid_loss(
     xt: torch.Tensor,
     t: torch.Tensor,
     vlb_weight: float = DEFAULT_VLB_WEIGHT,
+    snr_gamma: float | None = None,
 ) -> torch.Tensor:
     """Epsilon MSE + vlb_weight * L_vlb for a 6-channel pixel UNet output (3 noise, 3 variance channels).
 
     L_vlb = T * E_t[L_t] (the bound summed over all T steps, estimated from the sampled t), so the default
     weight 0.001 with T = 1000 adds the sampled L_t with weight 1, as improved DDPM's hybrid objective does.
+    `snr_gamma` weights the MSE term per sample with `min_snr_weights` (the bound term is left as it is).
     """
     output = output.float()
     epsilon, variance_values = output[:, :3], output[:, 3:]
-    mse = epsilon_mse(epsilon, noise)
+    weights = min_snr_weights(terms.alphas_cumprod, t, snr_gamma) if snr_gamma else None
+    mse = epsilon_mse(epsilon, noise, weights)
     if vlb_weight == 0:
         return mse
     bound = variational_bound(terms, x0.float(), xt.float(), t, epsilon.detach(), variance_values)
@@ -149,10 +152,23 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected (batch, channels, frames, height, width), got {tuple(pred.shape)}")
 
 
-def epsilon_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The simple DDPM loss: mean over all elements of (predicted noise - true noise)^2."""
+def epsilon_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The simple DDPM loss: mean over all elements of (predicted noise - true noise)^2; with `weights`, each
+    sample's mean is weighted (see `min_snr_weights`) before averaging over the batch."""
     _check(pred, target)
-    return F.mse_loss(pred.float(), target.float())
+    if weights is None:
+        return F.mse_loss(pred.float(), target.float())
+    per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (per_sample * weights.to(per_sample)).mean()
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights of an epsilon loss (Hang et al. 2023), min(SNR_t, gamma) / SNR_t per sample: the
+    easy low-noise timesteps (SNR above gamma) count less, so training attends more to the noisy ones, where
+    a video's layout, colours and motion are decided. `--snr-gamma` in `show1 train`; off by default."""
+    abar = alphas_cumprod.double().to(t.device)[t]
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).float()
 
 
 def frame_residuals(x: torch.Tensor) -> torch.Tensor:

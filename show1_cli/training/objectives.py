@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from show1_cli.stages.interpolate import WINDOW, window_conditions
 from show1_cli.stages.sr1 import upscale_condition
 from show1_cli.training.data import ClipDataset
-from show1_cli.training.losses import DiffusionTerms, LossSpec, epsilon_mse, hybrid_loss, vae_loss
+from show1_cli.training.losses import DiffusionTerms, LossSpec, epsilon_mse, hybrid_loss, min_snr_weights, vae_loss
 
 KEYFRAME_STRIDE = 4  # interpolation puts 3 frames between 2 keyframes
 
@@ -74,12 +74,13 @@ class Objective:
 class PixelObjective(Objective):
     """Shared by the pixel stages: cosine-schedule noising, the hybrid loss, text from T5."""
 
-    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float):
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, snr_gamma: float | None = None):
         self.dataset = dataset
         self.noise_scheduler = noise_scheduler
         self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
         self.text = text
         self.vlb_weight = vlb_weight
+        self.snr_gamma = snr_gamma
 
     def _noised(self, clean: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         timestep = torch.randint(0, self.terms.num_timesteps, (1,), generator=generator)
@@ -92,13 +93,13 @@ class PixelObjective(Objective):
         noisy = self.noise_scheduler.add_noise(clean, noise, t)
         model_input = noisy if extra_input is None else torch.cat([noisy, extra_input], dim=1)
         output = model(model_input, t, encoder_hidden_states=batch["text"], **kwargs).sample
-        return hybrid_loss(self.terms, output, noise, clean, noisy, t, self.vlb_weight)
+        return hybrid_loss(self.terms, output, noise, clean, noisy, t, self.vlb_weight, self.snr_gamma)
 
 
 class KeyframesObjective(PixelObjective):
     def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, frames: int, height: int,
-                 width: int):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight)
+                 width: int, snr_gamma: float | None = None):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
         self.frames, self.height, self.width = frames, height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
@@ -116,8 +117,9 @@ class KeyframesObjective(PixelObjective):
 
 
 class InterpolateObjective(PixelObjective):
-    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight)
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int,
+                 snr_gamma: float | None = None):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
         self.height, self.width = height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
@@ -151,8 +153,9 @@ class SR1Objective(PixelObjective):
         crop: tuple[int, int] | None,
         noise_levels: tuple[int, int],
         anchor_probability: float,
+        snr_gamma: float | None = None,
     ):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight)
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
         self.image_noising_scheduler = image_noising_scheduler
         self.frames, self.height, self.width = frames, height, width
         self.low_height, self.low_width = low_height, low_width
@@ -186,9 +189,10 @@ class SR2Objective(Objective):
     """The latent expert: epsilon MSE on VAE latents, timesteps only from `timestep_range` (0-900 in Show-1)."""
 
     def __init__(self, dataset: ClipDataset, noise_scheduler, vae, text: TextTable, *, frames: int, height: int, width: int,
-                 crop: tuple[int, int] | None, timestep_range: tuple[int, int]):
+                 crop: tuple[int, int] | None, timestep_range: tuple[int, int], snr_gamma: float | None = None):
         self.dataset = dataset
         self.noise_scheduler = noise_scheduler
+        self.snr_gamma = snr_gamma
         self.vae = vae
         self.text = text
         self.frames, self.height, self.width = frames, height, width
@@ -216,7 +220,9 @@ class SR2Objective(Objective):
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         noisy = self.noise_scheduler.add_noise(batch["clean"], batch["noise"], batch["timestep"])
         output = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample
-        return epsilon_mse(output, batch["noise"])
+        t = batch["timestep"]
+        weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, t, self.snr_gamma) if self.snr_gamma else None
+        return epsilon_mse(output, batch["noise"], weights)
 
 
 class VAEObjective(Objective):

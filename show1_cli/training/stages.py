@@ -57,6 +57,7 @@ class StageOptions:
     anchor_probability: float = 0.5
     timestep_range: tuple[int, int] = (0, 900)
     kl_weight: float = 1e-6
+    snr_gamma: float | None = None  # min-SNR weighting of the epsilon MSE; None: off (as Show-1)
 
 
 @dataclass
@@ -217,7 +218,7 @@ def setup(
         vae = _load_vae(init_dir).eval().requires_grad_(False)
         text = _clip_table(init_dir, captions + [s2.negative_prompt], o.uncond_probability)
         objective = SR2Objective(dataset, _scheduler(init_dir, "scheduler"), vae, text, frames=o.frames, height=s2.height, width=s2.width,
-                                 crop=o.crop, timestep_range=o.timestep_range)
+                                 crop=o.crop, timestep_range=o.timestep_range, snr_gamma=o.snr_gamma)
 
         def validate_sr2(unet, prompt, generator):
             video = validation_clip(s1.height, s1.width)
@@ -239,7 +240,8 @@ def setup(
         return {"prompt_embeds": table[prompt][None], "negative_embeds": table[negative][None]}
 
     if stage == "keyframes":
-        objective = KeyframesObjective(dataset, noise_scheduler, text, o.vlb_weight, frames=kf.frames, height=kf.height, width=kf.width)
+        objective = KeyframesObjective(dataset, noise_scheduler, text, o.vlb_weight, frames=kf.frames, height=kf.height, width=kf.width,
+                                       snr_gamma=o.snr_gamma)
 
         def validate_keyframes(unet, prompt, generator):
             return keyframes_stage.generate_keyframes(unet, sampling, **t5(prompt, kf.negative_prompt), frames=kf.frames,
@@ -248,7 +250,8 @@ def setup(
 
         validate = validate_keyframes
     elif stage == "interpolate":
-        objective = InterpolateObjective(dataset, noise_scheduler, text, o.vlb_weight, height=kf.height, width=kf.width)
+        objective = InterpolateObjective(dataset, noise_scheduler, text, o.vlb_weight, height=kf.height, width=kf.width,
+                                         snr_gamma=o.snr_gamma)
 
         def validate_interpolate(unet, prompt, generator):
             keys = validation_clip(kf.height, kf.width)[:: interpolate_stage.WINDOW - 1]
@@ -261,7 +264,7 @@ def setup(
         noising = _scheduler(init_dir, "image_noising_scheduler")
         objective = SR1Objective(dataset, noise_scheduler, noising, text, o.vlb_weight, frames=o.frames, height=s1.height, width=s1.width,
                                  low_height=kf.height, low_width=kf.width, crop=o.crop, noise_levels=o.noise_levels,
-                                 anchor_probability=o.anchor_probability)
+                                 anchor_probability=o.anchor_probability, snr_gamma=o.snr_gamma)
 
         def validate_sr1(unet, prompt, generator):
             video = validation_clip(kf.height, kf.width)
