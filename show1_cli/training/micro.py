@@ -7,8 +7,9 @@ prints every command before it runs it:
 2. the scaffold: the frozen parts of each repository (model index and scheduler configs as the real ones,
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
-3. `show1 train` for keyframes, interpolate, sr1 and the vae (two at a time, one CPU thread each), then
-   sr2 on top of the trained vae, each from scratch with its config from show1_cli/training/configs/;
+3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model (from
+   scratch, then fine-tuned with min-SNR weighting), and vae, interpolate, sr1 and sr2 (on the trained vae),
+   each from scratch with its config from show1_cli/training/configs/;
 4. the lock: sha256 and size of every file the stages need.
 
 Every step is resumable: finished outputs are kept, and an interrupted training continues from its last
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from show1_cli.training.scaffold import train_sentencepiece, write_pixel_repository_parts, write_sr2_repository_parts
@@ -36,19 +38,40 @@ PRESET = "micro"
 # Components and the files of each that the lock pins (what the stages read).
 COMPONENTS = ("show-1-base", "show-1-interpolation", "show-1-sr1", "show-1-sr2")
 
-# Clips per (colour, shape, motion, background) combination, and the training recipe of each stage:
-# (stage, component, config, init component, extra options). Sizes come from the micro preset.
+# Clips per (colour, shape, motion, background) combination.
 CLIPS_PER_COMBINATION = 6
 COMMON = ["--preset", PRESET, "--ema", "--checkpoint-every", "100", "--warmup", "100", "--seed", "1"]
-RECIPES: dict[str, tuple[str, str, list[str]]] = {
-    "keyframes": ("show-1-base", "unet-keyframes.json", ["--steps", "4000", "--batch-size", "8", "--lr", "6e-4"]),
-    "interpolate": ("show-1-interpolation", "unet-interpolate.json", ["--steps", "600", "--batch-size", "8", "--lr", "6e-4"]),
-    "sr1": ("show-1-sr1", "unet-sr1.json", ["--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64"]),
-    "vae": ("show-1-sr2", "vae.json", ["--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64"]),
-    "sr2": ("show-1-sr2", "unet-sr2.json", ["--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128"]),
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training run: the stage, where it starts (a scaffold component or an earlier run), its config
+    (None: fine-tune the init's model) and its options. Sizes come from the micro preset."""
+
+    stage: str
+    init: str  # "scaffold/<component>" or "trained/<run>", relative to the build folder
+    config: str | None
+    options: tuple[str, ...]
+
+
+RECIPES: dict[str, Recipe] = {
+    # The keyframe model: plain Show-1 loss first, then min-SNR weighting, which makes it learn to read the
+    # prompt at the noisy timesteps (docs/losses.md).
+    "keyframes-plain": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
+                              ("--steps", "800", "--batch-size", "8", "--lr", "6e-4")),
+    "keyframes": Recipe("keyframes", "trained/keyframes-plain", None,
+                        ("--steps", "3000", "--batch-size", "8", "--lr", "6e-4", "--snr-gamma", "5")),
+    "interpolate": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
+                          ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
+    "sr1": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
+                  ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
+    "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64")),
+    "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
-LANES = (("keyframes",), ("vae", "interpolate", "sr1", "sr2"))
+LANES = (("keyframes-plain", "keyframes"), ("vae", "interpolate", "sr1", "sr2"))
+# Which run becomes which component of the cascade.
+SHIPPED = {"keyframes": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2": "show-1-sr2"}
 
 
 def caption_corpus() -> list[str]:
@@ -69,13 +92,14 @@ def write_scaffold(root: Path) -> None:
     write_sr2_repository_parts(root / "show-1-sr2", corpus, clip_dim=CLIP_DIM, merges=120, seed=SEED + 1)
 
 
-def train_command(stage: str, build: Path, threads: int = 1) -> list[str]:
-    component, config, extra = RECIPES[stage]
-    init = build / "scaffold" / component if stage != "sr2" else build / "trained" / "vae"
-    out = build / "trained" / stage
-    command = [sys.executable, "-m", "show1_cli", "train", stage, "--data", str(build / "data"), "--init", str(init),
-               "--config", str(CONFIGS / config), "--out", str(out), "--text-encoder", str(build / "scaffold" / "show-1-base"), "--json",
-               *COMMON, *extra]
+def train_command(run: str, build: Path) -> list[str]:
+    recipe = RECIPES[run]
+    out = build / "trained" / run
+    command = [sys.executable, "-m", "show1_cli", "train", recipe.stage, "--data", str(build / "data"), "--init",
+               str(build / recipe.init), "--out", str(out), "--text-encoder", str(build / "scaffold" / "show-1-base"), "--json",
+               *COMMON, *recipe.options]
+    if recipe.config is not None:
+        command += ["--config", str(CONFIGS / recipe.config)]
     checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
     if checkpoint.is_file():
         command += ["--resume", str(checkpoint)]
@@ -95,9 +119,8 @@ def assemble(build: Path, target: Path) -> None:
 
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    for stage, component in (("keyframes", "show-1-base"), ("interpolate", "show-1-interpolation"), ("sr1", "show-1-sr1"),
-                             ("sr2", "show-1-sr2")):
-        shutil.copytree(build / "trained" / stage, target / component, ignore=shutil.ignore_patterns(".*", "feature_extractor"))
+    for run, component in SHIPPED.items():
+        shutil.copytree(build / "trained" / run, target / component, ignore=shutil.ignore_patterns(".*", "feature_extractor"))
     write_micro_lock(target)
 
 
@@ -115,16 +138,16 @@ def build(build_dir: Path, target: Path) -> None:
     if not (build_dir / "scaffold" / "show-1-sr2" / "text_encoder").is_dir():
         write_scaffold(build_dir / "scaffold")
 
-    def train(stage: str) -> None:
-        if not (build_dir / "trained" / stage / "model_index.json").is_file():
-            _run(train_command(stage, build_dir), build_dir / "logs" / f"{stage}.jsonl", threads=1)
+    def train(run: str) -> None:
+        if not (build_dir / "trained" / run / "model_index.json").is_file():
+            _run(train_command(run, build_dir), build_dir / "logs" / f"{run}.jsonl", threads=1)
 
-    def lane(stages: tuple[str, ...]) -> None:
-        for stage in stages:
-            train(stage)
+    def lane(runs: tuple[str, ...]) -> None:
+        for run in runs:
+            train(run)
 
     with ThreadPoolExecutor(max_workers=len(LANES)) as pool:
-        for future in [pool.submit(lane, stages) for stages in LANES]:
+        for future in [pool.submit(lane, runs) for runs in LANES]:
             future.result()
     assemble(build_dir, target)
     print(json.dumps({"built": str(target)}))
