@@ -189,3 +189,14 @@ def test_the_toy_world_commands(tmp_path):
     read = run_cli("toyworld", "analyse", clip, "--prompt", caption, "--json")
     assert read.exit_code == 0, read.output
     assert all(json.loads(read.output)["matches"].values())
+
+
+def test_late_timesteps_draw_that_share_from_the_noisy_end(clips, tiny_weights_dir):
+    preset = load_preset("default", SIZES)
+    options = StageOptions(late_timesteps=(0.5, 900))
+    dataset = load_dataset(clips, needs("keyframes", preset, options))
+    run = setup("keyframes", dataset, preset, tiny_weights_dir / "show-1-base", config_file=None, text_dir=tiny_weights_dir / "show-1-base",
+                options=options)
+    timesteps = [int(run.objective.example(torch.Generator().manual_seed(i))["timestep"]) for i in range(200)]
+    late = sum(t >= 900 for t in timesteps) / len(timesteps)
+    assert 0.45 < late < 0.65  # half from [900, 1000), plus the uniform draws' own 10%

@@ -85,6 +85,9 @@ def train(
     timestep_range: Annotated[tuple[int, int] | None, typer.Option("--timestep-range", metavar="LOW HIGH",
                                                                    help="sr2: timesteps the expert trains on [0 900).")] = None,
     kl_weight: Annotated[float, typer.Option("--kl-weight", help="vae: weight of the KL term.")] = 1e-6,
+    late_timesteps: Annotated[tuple[float, int] | None, typer.Option(
+        "--late-timesteps", metavar="SHARE FROM", help="Pixel stages: draw this share of the timesteps from [FROM, 1000) only, "
+        "where samples are made from the prompt alone (e.g. 0.3 900); off as in Show-1. See docs/losses.md.")] = None,
     snr_gamma: Annotated[float | None, typer.Option("--snr-gamma", help="Min-SNR weighting of the noise MSE (e.g. 5); off as in "
                                                     "Show-1. See docs/losses.md.")] = None,
     save_dtype: Annotated[str, typer.Option("--save-dtype", help="fp16 (as the hub checkpoints) or fp32.")] = "fp16",
@@ -135,7 +138,11 @@ def train(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
         noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
         timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight, snr_gamma=snr_gamma,
+        late_timesteps=late_timesteps,
     )
+    if late_timesteps is not None and not (0 < late_timesteps[0] <= 1 and 0 <= late_timesteps[1] < 1000):
+        raise InputError(f"--late-timesteps {late_timesteps[0]} {late_timesteps[1]} needs a share in (0, 1] and a timestep in 0..999",
+                         "write for example --late-timesteps 0.3 900")
     if snr_gamma is not None and not snr_gamma > 0:
         raise InputError(f"--snr-gamma {snr_gamma} must be positive", "use --snr-gamma 5, or leave it out")
     config_cli = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, seed=seed,

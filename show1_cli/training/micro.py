@@ -8,7 +8,7 @@ prints every command before it runs it:
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
 3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model (from
-   scratch, then fine-tuned with min-SNR weighting), and vae, interpolate, sr1 and sr2 (on the trained vae),
+   scratch, then fine-tuned with more of its timesteps at the noisy end), and vae, interpolate, sr1 and sr2 (on the trained vae),
    each from scratch with its config from show1_cli/training/configs/;
 4. the lock: sha256 and size of every file the stages need.
 
@@ -55,12 +55,12 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The keyframe model: plain Show-1 loss first, then min-SNR weighting, which makes it learn to read the
-    # prompt at the noisy timesteps (docs/losses.md).
+    # The keyframe model: the plain Show-1 loss first, then more of its examples at the noisiest timesteps,
+    # where a sample is made from the prompt alone and which uniform sampling almost never visits (docs/losses.md).
     "keyframes-plain": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
                               ("--steps", "800", "--batch-size", "8", "--lr", "6e-4")),
     "keyframes": Recipe("keyframes", "trained/keyframes-plain", None,
-                        ("--steps", "3000", "--batch-size", "8", "--lr", "6e-4", "--snr-gamma", "5")),
+                        ("--steps", "3000", "--batch-size", "8", "--lr", "6e-4", "--late-timesteps", "0.3", "900")),
     "interpolate": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
                           ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
     "sr1": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",

@@ -74,8 +74,11 @@ class Objective:
 class PixelObjective(Objective):
     """Shared by the pixel stages: cosine-schedule noising, the hybrid loss, text from T5."""
 
-    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, snr_gamma: float | None = None):
+    def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, snr_gamma: float | None = None,
+                 late_timesteps: tuple[float, int] | None = None):
         self.dataset = dataset
+        # (share, first timestep): that share of the examples draws its timestep from [first, T) only.
+        self.late_timesteps = late_timesteps
         self.noise_scheduler = noise_scheduler
         self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
         self.text = text
@@ -83,7 +86,10 @@ class PixelObjective(Objective):
         self.snr_gamma = snr_gamma
 
     def _noised(self, clean: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        timestep = torch.randint(0, self.terms.num_timesteps, (1,), generator=generator)
+        low = 0
+        if self.late_timesteps is not None and float(torch.rand((), generator=generator)) < self.late_timesteps[0]:
+            low = self.late_timesteps[1]
+        timestep = torch.randint(low, self.terms.num_timesteps, (1,), generator=generator)
         noise = randn_tensor(clean.shape, generator=generator)
         return {"clean": clean, "noise": noise, "timestep": timestep[0]}
 
@@ -98,8 +104,8 @@ class PixelObjective(Objective):
 
 class KeyframesObjective(PixelObjective):
     def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, frames: int, height: int,
-                 width: int, snr_gamma: float | None = None):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
+                 width: int, snr_gamma: float | None = None, late_timesteps: tuple[float, int] | None = None):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma, late_timesteps)
         self.frames, self.height, self.width = frames, height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
@@ -118,8 +124,8 @@ class KeyframesObjective(PixelObjective):
 
 class InterpolateObjective(PixelObjective):
     def __init__(self, dataset: ClipDataset, noise_scheduler, text: TextTable, vlb_weight: float, *, height: int, width: int,
-                 snr_gamma: float | None = None):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
+                 snr_gamma: float | None = None, late_timesteps: tuple[float, int] | None = None):
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma, late_timesteps)
         self.height, self.width = height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
@@ -154,8 +160,9 @@ class SR1Objective(PixelObjective):
         noise_levels: tuple[int, int],
         anchor_probability: float,
         snr_gamma: float | None = None,
+        late_timesteps: tuple[float, int] | None = None,
     ):
-        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma)
+        super().__init__(dataset, noise_scheduler, text, vlb_weight, snr_gamma, late_timesteps)
         self.image_noising_scheduler = image_noising_scheduler
         self.frames, self.height, self.width = frames, height, width
         self.low_height, self.low_width = low_height, low_width

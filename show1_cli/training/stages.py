@@ -58,6 +58,7 @@ class StageOptions:
     timestep_range: tuple[int, int] = (0, 900)
     kl_weight: float = 1e-6
     snr_gamma: float | None = None  # min-SNR weighting of the epsilon MSE; None: off (as Show-1)
+    late_timesteps: tuple[float, int] | None = None  # pixel stages: (share, from): extra draws of t in [from, T)
 
 
 @dataclass
@@ -241,7 +242,7 @@ def setup(
 
     if stage == "keyframes":
         objective = KeyframesObjective(dataset, noise_scheduler, text, o.vlb_weight, frames=kf.frames, height=kf.height, width=kf.width,
-                                       snr_gamma=o.snr_gamma)
+                                       snr_gamma=o.snr_gamma, late_timesteps=o.late_timesteps)
 
         def validate_keyframes(unet, prompt, generator):
             return keyframes_stage.generate_keyframes(unet, sampling, **t5(prompt, kf.negative_prompt), frames=kf.frames,
@@ -251,7 +252,7 @@ def setup(
         validate = validate_keyframes
     elif stage == "interpolate":
         objective = InterpolateObjective(dataset, noise_scheduler, text, o.vlb_weight, height=kf.height, width=kf.width,
-                                         snr_gamma=o.snr_gamma)
+                                         snr_gamma=o.snr_gamma, late_timesteps=o.late_timesteps)
 
         def validate_interpolate(unet, prompt, generator):
             keys = validation_clip(kf.height, kf.width)[:: interpolate_stage.WINDOW - 1]
@@ -264,7 +265,8 @@ def setup(
         noising = _scheduler(init_dir, "image_noising_scheduler")
         objective = SR1Objective(dataset, noise_scheduler, noising, text, o.vlb_weight, frames=o.frames, height=s1.height, width=s1.width,
                                  low_height=kf.height, low_width=kf.width, crop=o.crop, noise_levels=o.noise_levels,
-                                 anchor_probability=o.anchor_probability, snr_gamma=o.snr_gamma)
+                                 anchor_probability=o.anchor_probability, snr_gamma=o.snr_gamma,
+                                 late_timesteps=o.late_timesteps)
 
         def validate_sr1(unet, prompt, generator):
             video = validation_clip(kf.height, kf.width)
