@@ -25,6 +25,7 @@ STAGES = ("keyframes", "interpolate", "sr1", "sr2")
 # expert also works on 8x smaller VAE latents. These are the real checkpoints' factors.
 SIZE_MULTIPLE = {"keyframes": 8, "sr1": 16, "sr2": 64}
 SR2_MAX_STRENGTH = 0.9  # show-1-sr2 was fine-tuned on timesteps 0-900 only
+MIN_FPS, MAX_FPS = 0.1, 240.0  # what a player and the container's time base handle sensibly
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,8 @@ def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
         if key not in data:
             raise InputError(f"{source}: missing key {key!r}", "add it, or start from a shipped preset with `base: default`")
     fps = _typed(source, "fps", data["fps"], float)
-    if fps <= 0:
-        raise InputError(f"{source}: fps must be positive, got {fps}", "use for example fps: 8")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise InputError(f"{source}: fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}", "use for example fps: 8")
     stages = data["stages"]
     if isinstance(stages, str):
         stages = [part.strip() for part in stages.split(",") if part.strip()]
@@ -234,6 +235,8 @@ def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
 def _typed(source: str, key: str, value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{source}: {key} must be a finite number, got {value!r}", f"set {key} to a number")
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = {int: "an integer", float: "a number", str: "a string"}[kind]
         raise InputError(f"{source}: {key} must be {expected}, got {value!r}", f"set {key} to {expected}")

@@ -29,6 +29,9 @@ COMMANDS = [
     ["weights", "verify"],
     ["weights", "path"],
     ["weights", "lock"],
+    ["train"],
+    ["toyworld", "data"],
+    ["toyworld", "analyse"],
 ]
 
 
@@ -80,3 +83,23 @@ def test_the_installed_entry_point_runs_in_a_real_process(tmp_path):
         [sys.executable, "-m", "show1_cli", "presets", "show", "preview"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert shown.returncode == 0 and "interpolate" in shown.stdout and json.dumps(8.0) in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--seed", "-3"], "--seed -3 is out of range"),
+        (["--seed", "99999999999999999999"], "out of range"),
+        (["--set", "fps=0.0001"], "fps must be between"),
+        (["--set", "fps=1000000"], "fps must be between"),
+        (["--set", "keyframes.guidance_scale=.nan"], "must be a finite number"),
+        (["--stages", "sr2"], "needs an input video"),
+        (["--stages", "interpolate"], "needs an input video"),
+    ],
+)
+def test_hostile_generate_input_is_one_clear_line_before_any_model_loads(extra, expected, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOW1_WEIGHTS_DIR", str(tmp_path / "no-weights"))  # a model load would fail differently
+    result = runner.invoke(app, ["generate", "a cat", "-o", str(tmp_path / "out.mp4"), *extra])
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert "internal error" not in result.output and not (tmp_path / "out.mp4").exists()

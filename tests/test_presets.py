@@ -69,7 +69,7 @@ def test_a_preset_file_by_path_with_a_base(tmp_path):
         (["sr1.noise_level=1000"], "sr1.noise_level must be a timestep"),
         (["sr2.steps=1"], "sr2.steps x strength runs no denoising step"),
         (["keyframes.steps=0"], "keyframes.steps must be at least 1"),
-        (["fps=0"], "fps must be positive"),
+        (["fps=0"], "fps must be between"),
         (["stages=sr1,keyframes"], "out of order"),
         (["stages=keyframes,upscale"], "unknown stage 'upscale'"),
         (["keyframes.frames=1"], "interpolation needs at least 2 keyframes"),

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from show1_cli import __version__
-from show1_cli.chain import random_seed
+from show1_cli.chain import MAX_SEED, random_seed
 from show1_cli.errors import InputError, Show1Error
 from show1_cli.progress import StageReport, format_bytes
 from show1_cli.video import Video
@@ -65,7 +65,8 @@ SetOption = Annotated[
 ]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file (.mp4).", dir_okay=False)]
 SeedOption = Annotated[
-    int | None, typer.Option("--seed", help="Random seed; the same seed gives the same video on the same device. Random if omitted.")
+    int | None, typer.Option("--seed", help="Random seed (0 to 2147483647); the same seed gives the same video on the same "
+                             "device. Random if omitted.")
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cuda, cuda:N or cpu.")]
 DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32.")]
@@ -109,7 +110,7 @@ InputPromptOption = Annotated[
     str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
 ]
 InputSeedOption = Annotated[
-    int | None, typer.Option("--seed", help="Random seed. Default: the seed stored in IN by show1, else random.")
+    int | None, typer.Option("--seed", help="Random seed (0 to 2147483647). Default: the seed stored in IN by show1, else random.")
 ]
 
 
@@ -140,6 +141,12 @@ def configure_logging(debug: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def check_seed(seed: int | None) -> None:
+    """Every command's --seed: what torch generators take and what metadata and prompt files round-trip."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed {seed} is out of range", f"use a seed from 0 to {MAX_SEED}")
+
+
 def command(function: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command: set up logging, and turn failures into one line and an exit code.
 
@@ -152,6 +159,7 @@ def command(function: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.get("debug", False))
         configure_logging(debug)
         try:
+            check_seed(kwargs.get("seed"))
             return function(*args, **kwargs)
         except Show1Error as error:
             if debug:

@@ -155,6 +155,11 @@ def generate(
     preset = load_preset(preset_name, list(overrides or []))
     if stage_list is not None:
         preset = preset.with_stages(stage_list)
+    if resume is None and preset.stages[0] != "keyframes":
+        raise InputError(
+            f"generate starts from a prompt, but stage {preset.stages[0]} needs an input video",
+            "run `show1 interpolate` or `show1 upscale` on a video, or continue a saved run with --resume",
+        )
 
     if resume is not None:
         job = resume_job(resume, from_stage, prompt=prompt, seed=seed, output=output, preset=preset,
