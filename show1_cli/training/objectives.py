@@ -41,6 +41,14 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=generator))
 
 
+def _random_span(dataset: ClipDataset, span: int, height: int, width: int, generator: torch.Generator) -> tuple[int, int, torch.Tensor]:
+    """(clip index, start frame, `span` frames from there at height x width) of a randomly drawn clip."""
+    index = _randint(0, len(dataset) - 1, generator)
+    clip = dataset.frames(index, height, width)
+    start = _randint(0, clip.shape[0] - span, generator)
+    return index, start, clip[start : start + span]
+
+
 def _crop_box(height: int, width: int, crop: tuple[int, int] | None, generator: torch.Generator) -> tuple[int, int, int, int]:
     if crop is None:
         return 0, 0, height, width
@@ -109,13 +117,9 @@ class KeyframesObjective(PixelObjective):
         self.frames, self.height, self.width = frames, height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
-        dataset = self.dataset
-        index = _randint(0, len(dataset) - 1, generator)
-        clip = dataset.frames(index, self.height, self.width)
-        span = keyframe_span(self.frames)
-        start = _randint(0, clip.shape[0] - span, generator)
-        frames = clip[start : start + span : KEYFRAME_STRIDE]  # (F, 3, H, W)
-        text = self.text.pick(dataset.clips[index].caption, generator)
+        index, _, span = _random_span(self.dataset, keyframe_span(self.frames), self.height, self.width, generator)
+        frames = span[::KEYFRAME_STRIDE]  # (F, 3, H, W)
+        text = self.text.pick(self.dataset.clips[index].caption, generator)
         return {**self._noised(frames.transpose(0, 1), generator), "text": text}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -129,13 +133,9 @@ class InterpolateObjective(PixelObjective):
         self.height, self.width = height, width
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
-        dataset = self.dataset
-        index = _randint(0, len(dataset) - 1, generator)
-        clip = dataset.frames(index, self.height, self.width)
-        start = _randint(0, clip.shape[0] - WINDOW, generator)
-        window = clip[start : start + WINDOW]  # (5, 3, H, W): frames 0 and 4 are keyframe-spaced
+        index, _, window = _random_span(self.dataset, WINDOW, self.height, self.width, generator)  # frames 0 and 4 keyframe-spaced
         condition = window_conditions(window[:: WINDOW - 1])[0]  # (4, 5, H, W)
-        text = self.text.pick(dataset.clips[index].caption, generator)
+        text = self.text.pick(self.dataset.clips[index].caption, generator)
         return {**self._noised(window.transpose(0, 1), generator), "condition": condition, "text": text}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -171,13 +171,9 @@ class SR1Objective(PixelObjective):
         self.anchor_probability = anchor_probability
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
-        dataset = self.dataset
-        index = _randint(0, len(dataset) - 1, generator)
-        clip = dataset.frames(index, self.height, self.width)
-        low_clip = dataset.frames(index, self.low_height, self.low_width)
-        start = _randint(0, clip.shape[0] - self.frames, generator)
-        high = clip[start : start + self.frames]
-        upscaled = upscale_condition(low_clip[start : start + self.frames], self.height, self.width)
+        index, start, high = _random_span(self.dataset, self.frames, self.height, self.width, generator)
+        low = self.dataset.frames(index, self.low_height, self.low_width)[start : start + self.frames]
+        upscaled = upscale_condition(low, self.height, self.width)
         top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
         high = high[..., top : top + crop_h, left : left + crop_w].transpose(0, 1)  # (3, F, h, w)
         upscaled = upscaled[..., top : top + crop_h, left : left + crop_w].transpose(0, 1)
@@ -185,7 +181,7 @@ class SR1Objective(PixelObjective):
         condition = self.image_noising_scheduler.add_noise(upscaled, randn_tensor(upscaled.shape, generator=generator), level)
         if float(torch.rand((), generator=generator)) < self.anchor_probability:
             condition[:, 0] = high[:, 0]
-        text = self.text.pick(dataset.clips[index].caption, generator)
+        text = self.text.pick(self.dataset.clips[index].caption, generator)
         return {**self._noised(high, generator), "condition": condition, "noise_level": level, "text": text}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -207,12 +203,9 @@ class SR2Objective(Objective):
         self.timestep_range = timestep_range
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
-        dataset = self.dataset
-        index = _randint(0, len(dataset) - 1, generator)
-        clip = dataset.frames(index, self.height, self.width)
-        start = _randint(0, clip.shape[0] - self.frames, generator)
+        index, _, frames = _random_span(self.dataset, self.frames, self.height, self.width, generator)
         top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
-        frames = clip[start : start + self.frames, :, top : top + crop_h, left : left + crop_w]
+        frames = frames[..., top : top + crop_h, left : left + crop_w]
         with torch.no_grad():
             posterior = self.vae.encode(frames.to(self.vae.dtype)).latent_dist
             latents = posterior.sample(generator=generator).float() * self.vae.config.scaling_factor
@@ -221,7 +214,7 @@ class SR2Objective(Objective):
             "clean": latents.transpose(0, 1),  # (C, F, h, w)
             "noise": randn_tensor(latents.transpose(0, 1).shape, generator=generator),
             "timestep": torch.tensor(_randint(low, high - 1, generator)),
-            "text": self.text.pick(dataset.clips[index].caption, generator),
+            "text": self.text.pick(self.dataset.clips[index].caption, generator),
         }
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -242,10 +235,7 @@ class VAEObjective(Objective):
         self.kl_weight = kl_weight
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
-        dataset = self.dataset
-        index = _randint(0, len(dataset) - 1, generator)
-        clip = dataset.frames(index, self.height, self.width)
-        frame = clip[_randint(0, clip.shape[0] - 1, generator)]
+        _, _, (frame,) = _random_span(self.dataset, 1, self.height, self.width, generator)
         top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
         seed = torch.randint(0, 2**62, (1,), generator=generator)
         return {"image": frame[:, top : top + crop_h, left : left + crop_w], "seed": seed[0]}
