@@ -25,6 +25,7 @@ from show1_cli.cli.app import (
     err_console,
 )
 from show1_cli.errors import InputError
+from show1_cli.presets import SIZE_MULTIPLE
 from show1_cli.progress import TrainingProgress
 
 StageArgument = Annotated[str, typer.Argument(metavar="STAGE", help="keyframes, interpolate, sr1, sr2 or vae (the sr2 autoencoder).")]
@@ -72,7 +73,7 @@ def train(
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from this checkpoint (OUT.train/checkpoint.pt).",
                                                 dir_okay=False)] = None,
     validate: Annotated[str | None, typer.Option("--validate", metavar="PROMPT", help="Write a sample video for this prompt.")] = None,
-    validate_every: Annotated[int, typer.Option("--validate-every", help="... every N steps (and at the end).")] = 0,
+    validate_every: Annotated[int, typer.Option("--validate-every", help="... every N steps (default: once, after the last step).")] = 0,
     text_encoder: Annotated[str, typer.Option("--text-encoder", metavar="COMPONENT|DIR",
                                               help="Pixel stages: where the frozen T5 comes from when --init has none.")] = "show-1-base",
     crop: Annotated[str | None, typer.Option("--crop", metavar="HxW", help="sr1, sr2, vae: train on random crops of this size.")] = None,
@@ -157,6 +158,7 @@ def train(
     dataset = load_dataset(data, needs(stage, preset, options), skip_bad=skip_bad)
     if options.crop is not None:
         _check_crop(stage, options.crop, preset)
+    fingerprint = dataset.fingerprint()
     run = setup(stage, dataset, preset, init_dir, config_file=config, text_dir=text_dir, options=options)
     work = out.with_name(out.name + ".train")
     work.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ def train(
 
         result = run_training(
             run.training_module, run.parameters, run.objective, config_cli, accelerator=accelerator, resume=resume,
-            identity={"stage": stage, "dataset_sha256": dataset.fingerprint(), "init": str(init), "config": str(config),
+            identity={"stage": stage, "dataset_sha256": fingerprint, "init": str(init), "config": str(config),
                       "options": dataclasses.asdict(options)},
             checkpoint_path=checkpoint, checkpoint_every=checkpoint_every, on_step=on_step,
             on_validate=on_validate if validate is not None else None, validate_every=validate_every,
@@ -192,7 +194,7 @@ def train(
     tail = result.losses[-min(len(result.losses), 50):]
     provenance = {
         "stage": stage, "component": COMPONENT_OF[stage], "init": str(init), "config": str(config) if config else None,
-        "dataset": str(data), "dataset_sha256": dataset.fingerprint(), "clips": len(dataset), "steps": steps,
+        "dataset": str(data), "dataset_sha256": fingerprint, "clips": len(dataset), "steps": steps,
         "batch_size": batch_size * accelerator.num_processes * grad_accum, "lr": lr, "seed": seed, "ema": ema,
         "loss": sum(tail) / len(tail), "preset": preset.name, "options": dataclasses.asdict(options),
         "show1_version": __version__,
@@ -206,11 +208,14 @@ def train(
         err_console.print(f"[green]wrote[/] {out} ({stage}, {steps} steps, final loss {provenance['loss']:.4f})")
 
 
+VAE_DOWNSCALE = 8  # the autoencoder's latents are 8x smaller than its frames
+
+
 def _check_crop(stage: str, crop: tuple[int, int], preset) -> None:
     if stage not in ("sr1", "sr2", "vae"):
         raise InputError(f"--crop is for sr1, sr2 and vae, not {stage}", "drop --crop")
     height, width = (preset.sr1.height, preset.sr1.width) if stage == "sr1" else (preset.sr2.height, preset.sr2.width)
-    multiple = {"sr1": 16, "sr2": 64, "vae": 8}[stage]
+    multiple = SIZE_MULTIPLE.get(stage, VAE_DOWNSCALE)
     crop_h, crop_w = crop
     if crop_h > height or crop_w > width or crop_h % multiple or crop_w % multiple:
         raise InputError(f"--crop {crop_h}x{crop_w} must fit in {height}x{width} and be a multiple of {multiple}",

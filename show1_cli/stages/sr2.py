@@ -119,6 +119,15 @@ def translate(
     return decode_latents(vae, latents[0].permute(1, 0, 2, 3))
 
 
+def load_vae(component_dir: Path, dtype: torch.dtype = torch.float32):
+    """`component_dir/vae/` as an AutoencoderKL, from safetensors where present."""
+    from diffusers import AutoencoderKL
+
+    # The hub's sr2 VAE is a .bin pickle only: say so, rather than have diffusers look for safetensors and log an error.
+    safetensors = (component_dir / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    return AutoencoderKL.from_pretrained(component_dir, subfolder="vae", torch_dtype=dtype, use_safetensors=safetensors)
+
+
 def encode_with_own_encoder(context: StageContext, root: Path, texts: list[str]) -> torch.Tensor:
     """sr2's CLIP states for `texts`; the encoder is dropped once done, so it never sits next to the UNet."""
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -133,8 +142,6 @@ def encode_with_own_encoder(context: StageContext, root: Path, texts: list[str])
 
 
 def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
-    from diffusers import AutoencoderKL
-
     from show1_cli.models import load_unet
     from show1_cli.stages.sr1 import StepCounter
 
@@ -145,12 +152,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
 
     embeds = encode_with_own_encoder(context, root, [context.prompt, settings.negative_prompt])
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
-    # The hub's sr2 VAE is a .bin pickle only: say so, rather than have diffusers look for safetensors and log an error.
-    safetensors = (root / "vae" / "diffusion_pytorch_model.safetensors").is_file()
-    vae = context.models.get(
-        f"{COMPONENT}/vae",
-        lambda: AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=runtime.dtype, use_safetensors=safetensors),
-    )
+    vae = context.models.get(f"{COMPONENT}/vae", lambda: load_vae(root, runtime.dtype))
     scheduler = load_scheduler(root, "scheduler")
     run_steps = len(denoising_timesteps(scheduler, settings.steps, settings.strength, "cpu"))
     return translate(

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from show1_cli.errors import InputError
+from show1_cli.video import read_video
 
 logger = logging.getLogger("show1")
 
@@ -68,7 +68,7 @@ class ClipDataset:
         return [clip.caption for clip in self.clips]
 
     def fingerprint(self) -> str:
-        """sha256 of captions.jsonl and the clips' names, sizes and modification-free content summary."""
+        """sha256 of captions.jsonl and of each usable clip's path and size."""
         digest = hashlib.sha256((self.root / CAPTIONS).read_bytes())
         for clip in self.clips:
             digest.update(f"{clip.path.relative_to(self.root)}:{clip.path.stat().st_size}".encode())
@@ -87,11 +87,9 @@ class ClipDataset:
 
 
 def _decode(path: Path) -> torch.Tensor:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        arrays = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (F, 3, H, W) uint8
+    """The clip as (F, 3, H, W) uint8, decoded by the same reader as every input video (exact: read_video's
+    floats are the uint8 values over 127.5, minus 1)."""
+    return ((read_video(path).frames + 1) * 127.5).round().to(torch.uint8)
 
 
 def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -114,7 +114,7 @@ def train(
     objective: Objective,
     config: TrainConfig,
     *,
-    accelerator=None,
+    accelerator,
     identity: dict[str, Any] | None = None,
     resume: Path | None = None,
     checkpoint_path: Path | None = None,
@@ -126,14 +126,13 @@ def train(
 ) -> TrainResult:
     """Train `parameters` of `model` (the others stay frozen) on `objective`'s examples for `config.steps` steps.
 
+    `accelerator`: from `make_accelerator(config)`, which also checks the config.
     `identity`: what else a checkpoint must agree on to be resumed (the data, the reference clip, ...).
     `on_validate(step, model)` sees the model in eval mode with the EMA weights when there are any.
     """
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    _check_config(config)
-    accelerator = accelerator or make_accelerator(config)
     trainable = list(parameters)
     chosen = {id(parameter) for parameter in trainable}
     names = [name for name, parameter in model.named_parameters() if id(parameter) in chosen]

@@ -8,8 +8,8 @@ for the pixel stages, sr2's own CLIP for sr2), and returns a `StageSetup` the tr
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,6 @@ from show1_cli.training.objectives import (
     VAEObjective,
     keyframe_span,
 )
-
-logger = logging.getLogger("show1")
 
 STAGES = ("keyframes", "interpolate", "sr1", "sr2", "vae")
 COMPONENT_OF = {
@@ -117,35 +115,18 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _build_unet(init_dir: Path, config_file: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from show1_cli.models import UNet3DConditionModel, load_unet
-
+def _build_model(model_class, load: Callable[[Path], torch.nn.Module], init_dir: Path, subfolder: str,
+                 config_file: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model to train and its config: `init_dir/subfolder` loaded with `load`, or with `config_file`,
+    a fresh `model_class` built from that config."""
     if config_file is None:
-        return load_unet(init_dir).float(), _read_config(init_dir / "unet" / "config.json")
+        return load(init_dir).float(), _read_config(init_dir / subfolder / "config.json")
     config = _read_config(config_file)
     try:
-        return UNet3DConditionModel.from_config(config), config
+        return model_class.from_config(config), config
     except (TypeError, ValueError, KeyError) as error:
-        raise InputError(f"cannot build a UNet from {config_file}: {error}", "pass a UNet3DConditionModel config") from None
-
-
-def _build_vae(init_dir: Path, config_file: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from diffusers import AutoencoderKL
-
-    if config_file is None:
-        return _load_vae(init_dir).float(), _read_config(init_dir / "vae" / "config.json")
-    config = _read_config(config_file)
-    try:
-        return AutoencoderKL.from_config(config), config
-    except (TypeError, ValueError, KeyError) as error:
-        raise InputError(f"cannot build an AutoencoderKL from {config_file}: {error}", "pass an AutoencoderKL config") from None
-
-
-def _load_vae(folder: Path) -> torch.nn.Module:
-    from diffusers import AutoencoderKL
-
-    safetensors = (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
-    return AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=safetensors)
+        name = model_class.__name__
+        raise InputError(f"cannot build a {name} from {config_file}: {error}", f"pass a {name} config") from None
 
 
 def _t5_table(text_dir: Path, captions: list[str], uncond_probability: float) -> TextTable:
@@ -203,7 +184,9 @@ def setup(
     o = options
 
     if stage == "vae":
-        model, config = _build_vae(init_dir, config_file)
+        from diffusers import AutoencoderKL
+
+        model, config = _build_model(AutoencoderKL, sr2_stage.load_vae, init_dir, "vae", config_file)
         objective = VAEObjective(dataset, height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight)
 
         def validate_vae(vae_pass, prompt, generator):
@@ -213,17 +196,23 @@ def setup(
         return StageSetup(stage, model, list(model.parameters()), objective, "vae", config, init_dir, validate_vae,
                           training_module=AutoencoderPass(model))
 
-    model, config = _build_unet(init_dir, config_file)
-    sampling = _load_sampling_scheduler(init_dir)
+    from show1_cli.models import UNet3DConditionModel, load_unet
+
+    model, config = _build_model(UNet3DConditionModel, load_unet, init_dir, "unet", config_file)
+    sampling = load_scheduler(init_dir)
     if stage == "sr2":
-        vae = _load_vae(init_dir).eval().requires_grad_(False)
+        vae = sr2_stage.load_vae(init_dir).eval().requires_grad_(False)
         text = _clip_table(init_dir, captions + [s2.negative_prompt], o.uncond_probability)
         objective = SR2Objective(dataset, _scheduler(init_dir, "scheduler"), vae, text, frames=o.frames, height=s2.height, width=s2.width,
                                  crop=o.crop, timestep_range=o.timestep_range, snr_gamma=o.snr_gamma)
 
+        @functools.cache
+        def clip_states(prompt: str) -> dict[str, torch.Tensor]:
+            return _clip_table(init_dir, [prompt, s2.negative_prompt], 0.0).states
+
         def validate_sr2(unet, prompt, generator):
             video = validation_clip(s1.height, s1.width)
-            states = _clip_table(init_dir, [prompt, s2.negative_prompt], 0.0).states
+            states = clip_states(prompt)
             return sr2_stage.translate(unet, vae, sampling, video, height=s2.height, width=s2.width, prompt_embeds=states[prompt][None],
                                        negative_embeds=states[s2.negative_prompt][None], steps=s2.steps,
                                        guidance_scale=s2.guidance_scale, strength=s2.strength, generator=generator)
@@ -236,6 +225,7 @@ def setup(
     text = _t5_table(text_dir, captions + negatives, o.uncond_probability)
     noise_scheduler = _scheduler(init_dir, "scheduler")
 
+    @functools.cache  # the validation prompt is encoded once, not at every validation
     def t5(prompt: str, negative: str) -> dict[str, torch.Tensor]:
         table = _t5_table(text_dir, [prompt, negative], 0.0).states
         return {"prompt_embeds": table[prompt][None], "negative_embeds": table[negative][None]}
@@ -270,14 +260,10 @@ def setup(
 
         def validate_sr1(unet, prompt, generator):
             video = validation_clip(kf.height, kf.width)
-            return sr1_stage.super_resolve(unet, sampling, load_scheduler(init_dir, "image_noising_scheduler"), video,
+            return sr1_stage.super_resolve(unet, sampling, noising, video,
                                            height=s1.height, width=s1.width, **t5(prompt, s1.negative_prompt), steps=s1.steps,
                                            guidance_scale=s1.guidance_scale, noise_level=s1.noise_level, window=s1.window,
                                            stride=s1.stride, generator=generator)
 
         validate = validate_sr1
     return StageSetup(stage, model, list(model.parameters()), objective, "unet", config, init_dir, validate)
-
-
-def _load_sampling_scheduler(init_dir: Path):
-    return load_scheduler(init_dir, "scheduler")
