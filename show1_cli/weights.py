@@ -20,6 +20,7 @@ This module is library code: no typer or rich here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -339,6 +340,10 @@ class WeightSource:
     lock_path: Path | None = None  # None: the default lock (SHOW1_WEIGHTS_LOCK or the shipped one)
 
     def lock(self) -> dict[str, Component]:
+        return self._lock
+
+    @functools.cached_property
+    def _lock(self) -> dict[str, Component]:  # read once per source: a run asks for it at every stage
         return load_lock(self.lock_path)
 
     def has(self, name: str) -> bool:
