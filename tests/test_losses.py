@@ -198,3 +198,33 @@ def test_min_snr_weights_and_the_weighted_mse():
     pred, target = video([1.0, 2.0]).expand(3, 1, 2, 1, 2), torch.zeros(3, 1, 2, 1, 2)
     # per-sample mean squared error 2.5 each; weighted mean = 2.5 * mean(weights)
     assert epsilon_mse(pred, target, weights).item() == pytest.approx(2.5 * weights.mean().item(), rel=1e-6)
+
+
+def test_velocity_targets_match_diffusers_and_imply_the_true_noise():
+    from diffusers import DDPMScheduler
+
+    from show1_cli.training.losses import hybrid_loss, min_snr_weights, variational_bound
+
+    terms = cosine_terms()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    generator = torch.Generator().manual_seed(2)
+    x0 = torch.rand(2, 3, 2, 4, 4, generator=generator) * 2 - 1
+    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.tensor([30, 990])
+    xt = scheduler.add_noise(x0, noise, t)
+    velocity = terms.target(x0, noise, t, "v_prediction")
+    assert torch.allclose(velocity, scheduler.get_velocity(x0, noise, t), atol=1e-5)
+    assert torch.equal(terms.target(x0, noise, t, "epsilon"), noise)
+    assert torch.allclose(terms.epsilon(velocity, xt, t, "v_prediction"), noise, atol=1e-4)
+    # At the noisiest timesteps the velocity is (minus) the clean video: the prompt's content is the target.
+    assert torch.allclose(velocity[1], -x0[1], atol=0.1)
+    # The exact velocity leaves only the bound term, computed from the noise it implies.
+    variance = torch.zeros_like(x0)
+    loss = hybrid_loss(terms, torch.cat([velocity, variance], 1), noise, x0, xt, t, prediction_type="v_prediction")
+    bound = variational_bound(terms, x0, xt, t, noise, variance).mean()
+    assert loss.item() == pytest.approx(1000 * 1e-3 * bound.item(), rel=1e-3, abs=1e-6)
+    # min-SNR for a velocity loss: min(SNR, gamma) / (SNR + 1).
+    abar = terms.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    weights = min_snr_weights(terms.alphas_cumprod, t, 5.0, "v_prediction")
+    assert torch.allclose(weights.double(), torch.clamp(snr, max=5.0) / (snr + 1), rtol=1e-6)

@@ -77,7 +77,12 @@ def test_a_few_steps_of_every_stage_lower_its_loss(stage, clips, tiny_weights_di
 
 def test_a_trained_keyframe_model_generates_through_the_cli(clips, tiny_weights_dir, tmp_path):
     out = tmp_path / "base"
-    assert train("keyframes", clips, tiny_weights_dir, out, "--steps", 2, "--batch-size", 1).exit_code == 0
+    trained = train("keyframes", clips, tiny_weights_dir, out, "--steps", 2, "--batch-size", 1, "--prediction-type", "v_prediction")
+    assert trained.exit_code == 0, trained.output
+    # The output describes what it predicts: its scheduler config says velocity, the rest is the init's.
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    init_scheduler = json.loads((tiny_weights_dir / "show-1-base" / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler == {**init_scheduler, "prediction_type": "v_prediction"}
     weights = tmp_path / "weights"
     shutil.copytree(out, weights / "show-1-base")
     lock = run_cli("weights", "lock", "--local", weights)
@@ -168,6 +173,7 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--mixed-precision", "fp16"), "needs a CUDA GPU"),
         (("--uncond-prob", "2"), "not a probability"),
         (("--steps", "0"), "--steps 0 must be at least 1"),
+        (("--prediction-type", "sample"), "--prediction-type sample is unknown"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)

@@ -91,6 +91,10 @@ def train(
         "where samples are made from the prompt alone (e.g. 0.3 900); off as in Show-1. See docs/losses.md.")] = None,
     snr_gamma: Annotated[float | None, typer.Option("--snr-gamma", help="Min-SNR weighting of the noise MSE (e.g. 5); off as in "
                                                     "Show-1. See docs/losses.md.")] = None,
+    prediction_type: Annotated[str | None, typer.Option(
+        "--prediction-type", help="UNet stages: what the model predicts, epsilon (Show-1) or v_prediction (the velocity, which "
+        "learns the prompt's colours and layout at the noisiest timesteps; the micro cascade's keyframes). Default: as the "
+        "init's scheduler says. Written into the output's scheduler config. See docs/losses.md.")] = None,
     save_dtype: Annotated[str, typer.Option("--save-dtype", help="fp16 (as the hub checkpoints) or fp32.")] = "fp16",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Train on the usable clips when some are bad.")] = False,
     weights_dir: WeightsDirOption = None,
@@ -118,6 +122,7 @@ def train(
     from show1_cli.training.data import load_dataset
     from show1_cli.training.loop import TrainConfig, make_accelerator
     from show1_cli.training.loop import train as run_training
+    from show1_cli.training.losses import PREDICTION_TYPES
     from show1_cli.training.output import SAVE_DTYPES, ensure_output_writable, write_output
     from show1_cli.training.stages import COMPONENT_OF, STAGES, StageOptions, needs, resolve_source, setup
     from show1_cli.video import write_video
@@ -139,8 +144,12 @@ def train(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
         noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
         timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight, snr_gamma=snr_gamma,
-        late_timesteps=late_timesteps,
+        late_timesteps=late_timesteps, prediction_type=prediction_type,
     )
+    if prediction_type not in (None, *PREDICTION_TYPES):
+        raise InputError(f"--prediction-type {prediction_type} is unknown", f"use one of {', '.join(PREDICTION_TYPES)}")
+    if prediction_type is not None and stage == "vae":
+        raise InputError("--prediction-type does not apply to the vae", "leave it out when training the vae")
     if late_timesteps is not None and not (0 < late_timesteps[0] <= 1 and 0 <= late_timesteps[1] < 1000):
         raise InputError(f"--late-timesteps {late_timesteps[0]} {late_timesteps[1]} needs a share in (0, 1] and a timestep in 0..999",
                          "write for example --late-timesteps 0.3 900")
@@ -199,7 +208,8 @@ def train(
         "loss": sum(tail) / len(tail), "preset": preset.name, "options": dataclasses.asdict(options),
         "show1_version": __version__,
     }
-    write_output(out, init_dir, run.subfolder, run.config, run.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True)
+    write_output(out, init_dir, run.subfolder, run.config, run.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True,
+                 scheduler_updates=run.scheduler_updates)
     summary = {"output": str(out), "stage": stage, "steps": steps, "loss": provenance["loss"],
                "seconds": round(time.perf_counter() - started, 1)}
     if as_json:

@@ -58,8 +58,8 @@ def ddim_invert(
     sample = frames.permute(1, 0, 2, 3).unsqueeze(0).to(device=device, dtype=dtype)
     text = encoder_hidden_states.to(device=device, dtype=dtype)
     for index, timestep in enumerate(scheduler.timesteps):
-        epsilon = unet(sample, timestep, encoder_hidden_states=text).sample[:, :EPSILON_CHANNELS]
-        sample = scheduler.step(epsilon, timestep, sample).prev_sample
+        prediction = unet(sample, timestep, encoder_hidden_states=text).sample[:, :EPSILON_CHANNELS]
+        sample = scheduler.step(prediction, timestep, sample).prev_sample
         if on_step is not None:
             on_step(index + 1, steps)
     return sample

@@ -38,12 +38,13 @@ def guided_noise(
     return prediction
 
 
-def load_scheduler(component_dir: Path, subfolder: str = "scheduler"):
+def load_scheduler(component_dir: Path, subfolder: str = "scheduler", **overrides):
     """The diffusers scheduler a checkpoint names in `subfolder/scheduler_config.json`, with its settings.
 
     The Show-1 checkpoints were released with diffusers 0.19, whose multistep DPM-Solver ends on sigma_min;
     newer diffusers end on zero unless told otherwise. A config that does not say (all of Show-1's) gets
-    `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with.
+    `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with. `overrides`
+    replace config values (training a checkpoint for another prediction type).
     """
     import diffusers
 
@@ -52,7 +53,7 @@ def load_scheduler(component_dir: Path, subfolder: str = "scheduler"):
     extra = {}
     if "final_sigmas_type" in inspect.signature(scheduler_class.__init__).parameters and "final_sigmas_type" not in config:
         extra["final_sigmas_type"] = "sigma_min"
-    return scheduler_class.from_pretrained(component_dir, subfolder=subfolder, **extra)
+    return scheduler_class.from_pretrained(component_dir, subfolder=subfolder, **extra, **overrides)
 
 
 def step_per_frame(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> torch.Tensor:

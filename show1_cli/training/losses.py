@@ -1,7 +1,8 @@
 """The losses show1 trains with, each a small function (derivations in docs/losses.md).
 
 Stages:
-- `epsilon_mse`: the simple objective, mean squared error between the predicted and the true noise.
+- `epsilon_mse`: the simple objective, mean squared error between the predicted and the true noise (or,
+  for a velocity-predicting model, the true velocity).
 - `hybrid_loss`: the pixel stages' objective (improved DDPM, Nichol & Dhariwal 2021): epsilon MSE plus
   the variational-bound term that trains the learned-range variance channels, with the mean's gradient
   stopped inside that term so it only shapes the variance.
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 from show1_cli.errors import InputError
 
 DEFAULT_VLB_WEIGHT = 1e-3
+# What a UNet may predict (its scheduler config's prediction_type): the noise, as Show-1, or the velocity.
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def gaussian_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
@@ -91,6 +94,20 @@ class DiffusionTerms:
         abar = self._at(self.alphas_cumprod, t, xt)
         return (xt - (1 - abar).sqrt() * epsilon) / abar.sqrt()
 
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+        """What the model learns to output: the noise, or the velocity sqrt(abar) noise - sqrt(1 - abar) x0."""
+        if prediction_type == "epsilon":
+            return noise
+        abar = self._at(self.alphas_cumprod, t, x0)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def epsilon(self, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+        """The noise a model output implies (a velocity v gives sqrt(abar) v + sqrt(1 - abar) x_t)."""
+        if prediction_type == "epsilon":
+            return output
+        abar = self._at(self.alphas_cumprod, t, xt)
+        return abar.sqrt() * output + (1 - abar).sqrt() * xt
+
 
 def variational_bound(
     terms: DiffusionTerms, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, epsilon: torch.Tensor, variance_values: torch.Tensor
@@ -115,20 +132,23 @@ def hybrid_loss(
     t: torch.Tensor,
     vlb_weight: float = DEFAULT_VLB_WEIGHT,
     snr_gamma: float | None = None,
+    prediction_type: str = "epsilon",
 ) -> torch.Tensor:
-    """Epsilon MSE + vlb_weight * L_vlb for a 6-channel pixel UNet output (3 noise, 3 variance channels).
+    """MSE + vlb_weight * L_vlb for a 6-channel pixel UNet output (3 prediction, 3 variance channels).
 
+    The MSE is against the noise (Show-1) or, with `prediction_type="v_prediction"`, the velocity.
     L_vlb = T * E_t[L_t] (the bound summed over all T steps, estimated from the sampled t), so the default
     weight 0.001 with T = 1000 adds the sampled L_t with weight 1, as improved DDPM's hybrid objective does.
     `snr_gamma` weights the MSE term per sample with `min_snr_weights` (the bound term is left as it is).
     """
     output = output.float()
-    epsilon, variance_values = output[:, :3], output[:, 3:]
-    weights = min_snr_weights(terms.alphas_cumprod, t, snr_gamma) if snr_gamma else None
-    mse = epsilon_mse(epsilon, noise, weights)
+    prediction, variance_values = output[:, :3], output[:, 3:]
+    weights = min_snr_weights(terms.alphas_cumprod, t, snr_gamma, prediction_type) if snr_gamma else None
+    mse = epsilon_mse(prediction, terms.target(x0.float(), noise.float(), t, prediction_type), weights)
     if vlb_weight == 0:
         return mse
-    bound = variational_bound(terms, x0.float(), xt.float(), t, epsilon.detach(), variance_values)
+    epsilon = terms.epsilon(prediction.detach(), xt.float(), t, prediction_type)
+    bound = variational_bound(terms, x0.float(), xt.float(), t, epsilon, variance_values)
     return mse + vlb_weight * terms.num_timesteps * bound.mean()
 
 
@@ -162,13 +182,15 @@ def epsilon_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor 
     return (per_sample * weights.to(per_sample)).mean()
 
 
-def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma weights of an epsilon loss (Hang et al. 2023), min(SNR_t, gamma) / SNR_t per sample: the
-    easy low-noise timesteps (SNR above gamma) count less, so training attends more to the noisy ones, where
-    a video's layout, colours and motion are decided. `--snr-gamma` in `show1 train`; off by default."""
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float, prediction_type: str = "epsilon") -> torch.Tensor:
+    """Min-SNR-gamma weights (Hang et al. 2023), min(SNR_t, gamma) / SNR_t per sample for an epsilon loss,
+    min(SNR_t, gamma) / (SNR_t + 1) for a velocity loss: the easy low-noise timesteps (SNR above gamma)
+    count less, so training attends more to the noisy ones, where a video's layout, colours and motion are
+    decided. `--snr-gamma` in `show1 train`; off by default."""
     abar = alphas_cumprod.double().to(t.device)[t]
     snr = abar / (1 - abar)
-    return (snr.clamp(max=gamma) / snr).float()
+    denominator = snr if prediction_type == "epsilon" else snr + 1
+    return (snr.clamp(max=gamma) / denominator).float()
 
 
 def frame_residuals(x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,8 @@ prints every command before it runs it:
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
 3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model (from
-   scratch, then fine-tuned with more of its timesteps at the noisy end), and vae, interpolate, sr1 and sr2 (on the trained vae),
-   each from scratch with its config from show1_cli/training/configs/;
+   scratch, then fine-tuned to predict the velocity), and vae, interpolate, sr1 and sr2 (on the trained vae),
+   each from scratch with its config from show1_cli/training/configs/, sr1 then fine-tuned like the keyframes;
 4. the lock: sha256 and size of every file the stages need.
 
 Every step is resumable: finished outputs are kept, and an interrupted training continues from its last
@@ -55,21 +55,25 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The keyframe model: the plain Show-1 loss first, then more of its examples at the noisiest timesteps,
-    # where a sample is made from the prompt alone and which uniform sampling almost never visits (docs/losses.md).
+    # The keyframe model: the plain Show-1 loss first, then fine-tuned to predict the velocity, whose target at
+    # the noisiest timesteps is the clean video itself: an epsilon model of a flat toy world never learns the
+    # prompt there, and that is where the sampler decides colours and layout (docs/losses.md).
     "keyframes-plain": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
                               ("--steps", "800", "--batch-size", "8", "--lr", "6e-4")),
     "keyframes": Recipe("keyframes", "trained/keyframes-plain", None,
-                        ("--steps", "3000", "--batch-size", "8", "--lr", "6e-4", "--late-timesteps", "0.3", "900")),
+                        ("--steps", "1500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction")),
     "interpolate": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
                           ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
-    "sr1": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
-                  ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
+    # sr1 likewise: epsilon first, then the velocity, whose noisy-end target is the upscaled input's content.
+    "sr1-plain": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
+                        ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
+    "sr1": Recipe("sr1", "trained/sr1-plain", None,
+                  ("--steps", "1200", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
     "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64")),
     "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
-LANES = (("keyframes-plain", "keyframes"), ("vae", "interpolate", "sr1", "sr2"))
+LANES = (("keyframes-plain", "keyframes"), ("vae", "interpolate", "sr1-plain", "sr2", "sr1"))
 # Which run becomes which component of the cascade.
 SHIPPED = {"keyframes": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2": "show-1-sr2"}
 

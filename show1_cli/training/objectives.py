@@ -92,6 +92,7 @@ class PixelObjective(Objective):
         self.text = text
         self.vlb_weight = vlb_weight
         self.snr_gamma = snr_gamma
+        self.prediction_type = noise_scheduler.config.prediction_type
 
     def _noised(self, clean: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         low = 0
@@ -107,7 +108,7 @@ class PixelObjective(Objective):
         noisy = self.noise_scheduler.add_noise(clean, noise, t)
         model_input = noisy if extra_input is None else torch.cat([noisy, extra_input], dim=1)
         output = model(model_input, t, encoder_hidden_states=batch["text"], **kwargs).sample
-        return hybrid_loss(self.terms, output, noise, clean, noisy, t, self.vlb_weight, self.snr_gamma)
+        return hybrid_loss(self.terms, output, noise, clean, noisy, t, self.vlb_weight, self.snr_gamma, self.prediction_type)
 
 
 class KeyframesObjective(PixelObjective):
@@ -221,8 +222,10 @@ class SR2Objective(Objective):
         noisy = self.noise_scheduler.add_noise(batch["clean"], batch["noise"], batch["timestep"])
         output = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample
         t = batch["timestep"]
-        weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, t, self.snr_gamma) if self.snr_gamma else None
-        return epsilon_mse(output, batch["noise"], weights)
+        prediction_type = self.noise_scheduler.config.prediction_type
+        weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, t, self.snr_gamma, prediction_type) if self.snr_gamma else None
+        target = batch["noise"] if prediction_type == "epsilon" else self.noise_scheduler.get_velocity(batch["clean"], batch["noise"], t)
+        return epsilon_mse(output, target, weights)
 
 
 class VAEObjective(Objective):
@@ -268,6 +271,7 @@ class MotionObjective(Objective):
         self.clean = frames.transpose(0, 1).float()  # (3, F, H, W)
         self.text_states = text_states.reshape(text_states.shape[-2:]).float()
         self.noise_scheduler = noise_scheduler
+        self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
         self.loss_spec = loss
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
@@ -278,6 +282,8 @@ class MotionObjective(Objective):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         noisy = self.noise_scheduler.add_noise(batch["clean"], batch["noise"], batch["timestep"])
-        prediction = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample[:, :3].float()
+        output = model(noisy, batch["timestep"], encoder_hidden_states=batch["text"]).sample[:, :3].float()
+        # The motion losses compare noises; a velocity-predicting base's output is turned into the noise it implies.
+        prediction = self.terms.epsilon(output, noisy.float(), batch["timestep"], self.noise_scheduler.config.prediction_type)
         # The debiased loss draws its anchor frames from the example's own seed.
         return self.loss_spec(prediction, batch["noise"], torch.Generator().manual_seed(int(batch["seed"][0])))

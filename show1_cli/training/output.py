@@ -68,14 +68,20 @@ def write_output(
     *,
     dtype: torch.dtype,
     overwrite: bool,
+    scheduler_updates: dict[str, Any] | None = None,
 ) -> None:
-    """Assemble `out` from `init_dir` with `subfolder` holding the trained model; atomic."""
+    """Assemble `out` from `init_dir` with `subfolder` holding the trained model, and `scheduler_updates`
+    written into its scheduler config; atomic."""
     ensure_output_writable(out, overwrite)
     temp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(temp, ignore_errors=True)
     try:
         shutil.copytree(init_dir, temp, ignore=shutil.ignore_patterns(subfolder, *_LOCAL_FILES, ".*"))
         save_model(temp / subfolder, config, model, provenance, dtype)
+        if scheduler_updates:
+            scheduler_file = temp / "scheduler" / "scheduler_config.json"
+            scheduler_config = {**json.loads(scheduler_file.read_text(encoding="utf-8")), **scheduler_updates}
+            scheduler_file.write_text(json.dumps(scheduler_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
             out.rename(old)

@@ -8,6 +8,7 @@ for the pixel stages, sr2's own CLIP for sr2), and returns a `StageSetup` the tr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -57,6 +58,7 @@ class StageOptions:
     kl_weight: float = 1e-6
     snr_gamma: float | None = None  # min-SNR weighting of the epsilon MSE; None: off (as Show-1)
     late_timesteps: tuple[float, int] | None = None  # pixel stages: (share, from): extra draws of t in [from, T)
+    prediction_type: str | None = None  # UNet stages: "epsilon" or "v_prediction"; None: as the init's scheduler says
 
 
 @dataclass
@@ -71,6 +73,8 @@ class StageSetup:
     validate: Callable[[torch.nn.Module, str, torch.Generator], torch.Tensor]  # -> video (F, 3, H, W)
     # What the loop runs (the model itself, or a module whose forward drives it); trained in place either way.
     training_module: torch.nn.Module | None = None
+    # Values the output's scheduler/scheduler_config.json takes instead of the init's (--prediction-type).
+    scheduler_updates: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.training_module is None:
@@ -149,11 +153,11 @@ def _clip_table(init_dir: Path, captions: list[str], uncond_probability: float) 
     return TextTable(dict(zip(texts, states, strict=True)), uncond_probability)
 
 
-def _scheduler(folder: Path, subfolder: str):
+def _scheduler(folder: Path, subfolder: str, **overrides):
     from diffusers import DDPMScheduler
 
     # Training noises with the betas of the checkpoint's own scheduler config, whatever sampler it names.
-    return DDPMScheduler.from_pretrained(folder, subfolder=subfolder)
+    return DDPMScheduler.from_pretrained(folder, subfolder=subfolder, **overrides)
 
 
 def setup(
@@ -199,11 +203,13 @@ def setup(
     from show1_cli.models import UNet3DConditionModel, load_unet
 
     model, config = _build_model(UNet3DConditionModel, load_unet, init_dir, "unet", config_file)
-    sampling = load_scheduler(init_dir)
+    updates = {} if o.prediction_type is None else {"prediction_type": o.prediction_type}
+    sampling = load_scheduler(init_dir, **updates)
+    noise_scheduler = _scheduler(init_dir, "scheduler", **updates)
     if stage == "sr2":
         vae = sr2_stage.load_vae(init_dir).eval().requires_grad_(False)
         text = _clip_table(init_dir, captions + [s2.negative_prompt], o.uncond_probability)
-        objective = SR2Objective(dataset, _scheduler(init_dir, "scheduler"), vae, text, frames=o.frames, height=s2.height, width=s2.width,
+        objective = SR2Objective(dataset, noise_scheduler, vae, text, frames=o.frames, height=s2.height, width=s2.width,
                                  crop=o.crop, timestep_range=o.timestep_range, snr_gamma=o.snr_gamma)
 
         @functools.cache
@@ -217,13 +223,13 @@ def setup(
                                        negative_embeds=states[s2.negative_prompt][None], steps=s2.steps,
                                        guidance_scale=s2.guidance_scale, strength=s2.strength, generator=generator)
 
-        return StageSetup(stage, model, list(model.parameters()), objective, "unet", config, init_dir, validate_sr2)
+        return StageSetup(stage, model, list(model.parameters()), objective, "unet", config, init_dir, validate_sr2,
+                          scheduler_updates=updates)
 
     if text_dir is None:
         text_dir = init_dir
     negatives = [getattr(preset, name).negative_prompt for name in ("keyframes", "interpolate", "sr1")]
     text = _t5_table(text_dir, captions + negatives, o.uncond_probability)
-    noise_scheduler = _scheduler(init_dir, "scheduler")
 
     @functools.cache  # the validation prompt is encoded once, not at every validation
     def t5(prompt: str, negative: str) -> dict[str, torch.Tensor]:
@@ -266,4 +272,4 @@ def setup(
                                            stride=s1.stride, generator=generator)
 
         validate = validate_sr1
-    return StageSetup(stage, model, list(model.parameters()), objective, "unet", config, init_dir, validate)
+    return StageSetup(stage, model, list(model.parameters()), objective, "unet", config, init_dir, validate, scheduler_updates=updates)
