@@ -61,6 +61,10 @@ CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
 METADATA_TAG = "show1"
 #: Frame rate used for decoded files that carry none (single images).
 DEFAULT_FPS = 8.0
+#: The most decoded frames (as float32, the form stages take) an input video may come to; every stage's
+#: input is far smaller, so a larger file is a mistake or a hostile file, refused before it exhausts memory.
+MAX_DECODED_BYTES = 4 * 2**30
+_FLOAT_BYTES = 4
 #: Quality of the default lossy H.264 encoding (lower is better; 17 is visually lossless).
 H264_CRF = 17
 
@@ -111,8 +115,18 @@ def read_video(path: Path) -> Video:
             raise InputError(f"{path} has no video stream", "pass a file that contains video")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        codec = stream.codec_context  # None in some corrupt files
+        declared_bytes = _FLOAT_BYTES * 3 * (codec.width * codec.height if codec else 0) * max(stream.frames, 1)
+        if declared_bytes > MAX_DECODED_BYTES:
+            raise _too_large(path, declared_bytes)
+        arrays = []
+        decoded_bytes = 0
         try:
-            arrays = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            for frame in container.decode(stream):
+                arrays.append(frame.to_ndarray(format="rgb24"))
+                decoded_bytes += _FLOAT_BYTES * arrays[-1].size
+                if decoded_bytes > MAX_DECODED_BYTES:
+                    raise _too_large(path, decoded_bytes)
         except (av.error.FFmpegError, ValueError) as exc:
             raise InputError(
                 f"cannot decode the video in {path} ({_reason(exc)})",
@@ -120,6 +134,9 @@ def read_video(path: Path) -> Video:
             ) from exc
         if not arrays:
             raise InputError(f"{path} contains no video frames", "pass a file with at least one frame")
+        if stream.frames > len(arrays):
+            logger.warning("%s: decoded %d of the %d frames its container declares; the file may be truncated",
+                           path, len(arrays), stream.frames)
         fps = _stream_fps(stream, path)
         metadata = _parse_metadata(container.metadata, path)
     finally:
@@ -127,6 +144,11 @@ def read_video(path: Path) -> Video:
     data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     frames = data.to(torch.float32) / 127.5 - 1.0
     return Video(frames=frames, fps=fps, metadata=metadata)
+
+
+def _too_large(path: Path, size: int) -> InputError:
+    return InputError(f"{path} decodes to {size / 2**30:.1f} GiB of frames, more than the {MAX_DECODED_BYTES / 2**30:.0f} GiB show1 reads",
+                      "pass a shorter or smaller video (for example scaled down with ffmpeg -vf scale=...)")
 
 
 def _stream_fps(stream, path: Path) -> float:
