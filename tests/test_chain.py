@@ -188,3 +188,38 @@ def test_prompts_file_options_conflict(tiny_weights: Path, tmp_path: Path) -> No
     assert run_cli("generate", "--prompts", prompts).exit_code == 2  # needs --out-dir
     assert run_cli("generate", "x", "--prompts", prompts, "--out-dir", tmp_path).exit_code == 2
     assert run_cli("generate", "x").exit_code == 2  # needs -o
+
+
+def test_a_stage_that_outputs_nan_stops_the_run_and_writes_nothing(tiny_weights: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from show1_cli.models import UNet3DConditionModel
+
+    forward = UNet3DConditionModel.forward
+
+    def overflowing(self, *args, **kwargs):  # what an fp16 overflow does to a real UNet
+        output = forward(self, *args, **kwargs)
+        output.sample.fill_(float("nan"))
+        return output
+
+    monkeypatch.setattr(UNet3DConditionModel, "forward", overflowing)
+    output, saved = tmp_path / "x.mp4", tmp_path / "saved"
+    result = run_cli("generate", PROMPT, "-o", output, *BATCH, "--save-intermediates", saved)
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "the keyframes stage produced NaN or infinite values" in message and "--dtype bf16" in message
+    assert "Traceback" not in result.output
+    assert not output.exists() and not (saved.exists() and any(saved.iterdir()))
+
+
+def test_the_output_check_refuses_a_constant_video_and_passes_a_picture() -> None:
+    from show1_cli.errors import StageError
+    from show1_cli.stages import check_output
+
+    black = torch.full((4, 3, 8, 8), -1.0)
+    with pytest.raises(StageError, match=r"sr2 stage produced the same value \(-1.00\) in every pixel"):
+        check_output("sr2", black)
+    with pytest.raises(StageError, match="NaN or infinite"):
+        check_output("sr1", torch.tensor([[[[0.0, float("inf")]]]]))
+    picture = black.clone()
+    picture[0, 0, 0, 0] = 0.5
+    assert check_output("sr2", picture) is picture

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import pytest
 import torch
 
-from show1_cli.video import write_video
+from show1_cli import video as video_module
+from show1_cli.errors import InputError
+from show1_cli.video import read_video, write_video
 from tests.fuzz_video import corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,23 +59,14 @@ def test_every_corrupted_mp4_is_decoded_or_refused_in_one_line(tmp_path):
 
 
 def test_a_video_too_large_to_decode_is_refused_before_it_exhausts_memory(tmp_path, monkeypatch):
-    import pytest
-
-    from show1_cli import video as video_module
-    from show1_cli.errors import InputError
-
     valid = valid_mp4(tmp_path / "valid.mp4")
     # 8 frames of 32x48 RGB are 147 kB as float32: a limit of 100 kB refuses it (from the declared size).
     monkeypatch.setattr(video_module, "MAX_DECODED_BYTES", 100_000)
     with pytest.raises(InputError, match="more than the"):
-        video_module.read_video(valid)
+        read_video(valid)
 
 
 def test_a_truncated_video_decodes_what_it_has_and_says_so(tmp_path, caplog):
-    from show1_cli.video import read_video
-
-    import av
-
     valid = valid_mp4(tmp_path / "valid.mp4")
     with av.open(str(valid)) as container:
         last_packet = max(packet.pos for packet in container.demux(video=0) if packet.pos is not None and packet.size)

@@ -57,4 +57,17 @@ def run_stage(name: str, context: StageContext, video: torch.Tensor | None) -> t
         raise StageError(
             f"stage {name!r} is not available in this version of show1", "run the stages that are, see `show1 --help`"
         ) from None
-    return module.run(context, video)
+    return check_output(name, module.run(context, video))
+
+
+def check_output(stage: str, video: torch.Tensor) -> torch.Tensor:
+    """`video` if it holds a picture; a `StageError` for the numerical failures of low-precision runs (NaN or
+    infinite values, or one value everywhere: the black video), so that nothing broken is written."""
+    if not torch.isfinite(video).all():
+        problem = "NaN or infinite values"
+    elif video.numel() > 1 and float(video.max() - video.min()) == 0.0:
+        problem = f"the same value ({float(video.flatten()[0]):.2f}) in every pixel"
+    else:
+        return video
+    raise StageError(f"the {stage} stage produced {problem}, a numerical failure; its output was not written",
+                     "rerun with --dtype bf16 or --dtype fp32 (fp16 overflows on some inputs)")
