@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -24,7 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from show1_cli.runtime import Runtime
+if TYPE_CHECKING:
+    from show1_cli.runtime import Runtime
 
 StepCallback = Callable[[int, int], None]
 """Called by a stage after each step with (steps completed, total steps of the stage)."""

@@ -6,14 +6,13 @@ import resource
 import sys
 from dataclasses import dataclass
 
-import diffusers
 import torch
-import transformers
 
+from show1_cli import choices
 from show1_cli.errors import InputError
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-OFFLOAD_MODES = ("none", "model", "sequential")
+DTYPES = dict(zip(choices.DTYPES, (torch.float16, torch.bfloat16, torch.float32), strict=True))
+OFFLOAD_MODES = choices.OFFLOAD_MODES
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,9 @@ class ModelStore:
     """
 
     def __init__(self, runtime: Runtime):
+        import diffusers
+        import transformers
+
         # The libraries' per-file loading bars would interleave with show1's own progress display.
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()

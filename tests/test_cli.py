@@ -103,3 +103,44 @@ def test_hostile_generate_input_is_one_clear_line_before_any_model_loads(extra, 
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())
     assert "internal error" not in result.output and not (tmp_path / "out.mp4").exists()
+
+
+# The libraries that take seconds to import; only building a model may load them.
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "accelerate")
+# Run show1 in a fresh interpreter and report, on stderr's last line, its exit code and the heavy modules it loaded.
+_CHILD = """
+import json, sys
+from show1_cli.cli import main
+args, watched = map(json.loads, sys.argv[1:])
+sys.argv = ["show1", *args]
+try:
+    main()
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "loaded": [name for name in watched if name in sys.modules]}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["presets", "list"], 0),
+        (["generate", "--help"], 0),
+        (["generate", "a cat"], 2),  # missing -o
+        (["generate", "a cat", "-o", "cat.avi"], 2),  # unsupported format
+        (["generate", "a cat", "-o", "cat.mp4", "--preset", "nope"], 2),
+        (["generate", "a cat", "-o", "cat.mp4", "--set", "sr1.steps=0"], 2),
+        (["generate", "a cat", "-o", "cat.mp4", "--offload", "all"], 2),
+        (["upscale", "missing.mp4", "-o", "big.mp4"], 2),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else f"exit {value}",
+)
+def test_answers_before_any_model_do_not_import_the_model_libraries(args, code, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args), json.dumps(HEAVY_MODULES)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"code": code, "loaded": []}, done.stderr

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from show1_cli.chain import Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -28,13 +27,13 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    make_chain,
     report_run,
 )
 from show1_cli.cli.finetune import MotionInitOption, MotionOption, MotionScaleOption, NoisePriorOption, motion_options
 from show1_cli.errors import InputError
 from show1_cli.presets import STAGES, load_preset
-from show1_cli.runtime import resolve_runtime
-from show1_cli.weights import weights_dir_from_env
+from show1_cli.seeds import random_seed
 
 logger = logging.getLogger("show1")
 
@@ -111,14 +110,11 @@ def generate(
 
       show1 generate --prompts prompts.txt --out-dir videos/ --seed 7
     """
-    runtime = resolve_runtime(device, dtype, offload)
-    chain = Chain(
-        runtime,
-        weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
-                 **motion_options(motion, motion_scale, motion_init, noise_prior)},
-        show_progress=not quiet and not as_json,
-    )
+    from show1_cli.chain import Job, batch_jobs, read_prompts_file, resume_job
+    from show1_cli.video import ensure_writable
+
+    options = {"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
+               **motion_options(motion, motion_scale, motion_init, noise_prior)}
     stage_list = parse_stages(stages)
     if prompts is not None:
         if prompt is not None or output is not None:
@@ -132,6 +128,7 @@ def generate(
         jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=list(overrides or []),
                           stages=stage_list, batch_seed=batch_seed, save_intermediates=save_intermediates,
                           lossless=lossless)
+        chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
         results = chain.run(jobs, overwrite=overwrite, skip_existing=True)
         for result in results:
             if result.skipped:
@@ -169,6 +166,8 @@ def generate(
             raise InputError("missing PROMPT", 'write show1 generate "what the video shows" -o out.mp4')
         job = Job(prompt, seed if seed is not None else random_seed(), output, preset, save_intermediates=save_intermediates,
                   lossless=lossless)
+    ensure_writable(output, overwrite)
+    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
     (result,) = chain.run([job], overwrite=overwrite)
     report_run(result.output, job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                extra={"frames": result.frames, "size": list(result.size)})

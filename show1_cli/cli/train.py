@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from show1_cli import __version__
@@ -118,6 +117,8 @@ def train(
 
       show1 train vae --data clips/ --init show-1-sr2 --out my-vae --crop 128x128
     """
+    import torch
+
     from show1_cli.presets import load_preset
     from show1_cli.training.data import load_dataset
     from show1_cli.training.loop import TrainConfig, make_accelerator
