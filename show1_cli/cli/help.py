@@ -24,7 +24,7 @@ class _Option(TyperOption):
             return None
         if self.metavar is not None:
             return self.metavar
-        label = self.display_type(ctx).strip("<>").removeprefix("list[").removesuffix("]")
+        label = self.display_type(ctx).strip("<>").removeprefix("list[").removesuffix("]").removesuffix(" range")
         if "|" in label:
             return f"[{label}]"
         return _KIND_NAMES.get(label, label.upper())
