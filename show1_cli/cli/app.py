@@ -22,7 +22,7 @@ from show1_cli.seeds import MAX_SEED, random_seed
 if TYPE_CHECKING:
     from show1_cli.video import Video
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # no wrapping at 80 columns in logs
 
 app = Typer(
     name="show1",

@@ -32,7 +32,7 @@ from show1_cli.cli.app import (
     err_console,
 )
 from show1_cli.errors import InputError
-from show1_cli.progress import TrainingProgress, format_bytes
+from show1_cli.progress import TrainingProgress, format_bytes, plural
 
 # The options `show1 generate` takes to apply a motion adapter (see `motion_options`).
 MotionOption = Annotated[
@@ -244,6 +244,6 @@ def finetune_motion(
         ran = steps - first_step
         err_console.print(
             f"[green]wrote[/] {output} ({len(result.parameters)} tensors, {train}, loss {loss_spec}, seed {seed}); "
-            f"{ran} steps in {seconds:.1f} s ({seconds / max(ran, 1):.2f} s/step), peak memory "
+            f"{plural(ran, 'step')} in {seconds:.1f} s ({seconds / max(ran, 1):.2f} s/step), peak memory "
             f"{format_bytes(runtime.peak_memory_bytes())}"
         )
