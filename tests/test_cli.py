@@ -154,6 +154,7 @@ HELP_VALUES = {
         "--device": "[auto|cuda|cuda:N|cpu]", "--dtype": "[auto|fp16|bf16|fp32]", "--offload": "[none|model|sequential]",
         "--first-frame": "[auto|if|none]", "--motion-init": "[noise|inversion]", "--weights-dir": "DIR",
         "--overwrite": "", "--lossless": "", "--quiet": "", "--json": "", "--help": "",
+        "--steps": "N|STAGE=N", "--guidance-scale": "X|STAGE=X", "--frames": "N", "--width": "PIXELS", "--num-videos": "INTEGER [x>=1]",
     },
     ("upscale",): {"--stage": "[sr1|sr2|all]", "--first-frame": "[auto|if|none]", "--output": "FILE", "--prompt": "TEXT"},
     ("interpolate",): {"--keep-input-frames": "", "--offload": "[none|model|sequential]"},
@@ -172,7 +173,7 @@ def help_text(command: tuple[str, ...] | list[str]) -> str:
 
 def option_value(text: str, option: str) -> str:
     """The value column of `option`'s row in a help table (empty for a flag)."""
-    row = next(line for line in text.splitlines() if re.search(rf"│\s+(\*\s+)?{option}\s", line))
+    row = next(line for line in text.splitlines() if re.search(rf"│\s+(\*\s+)?{option}[\s,]", line))
     cells = re.split(r"\s{2,}", row.strip("│ ").removeprefix("* "))
     cells = [cell for cell in cells if not re.fullmatch(r"-\w", cell)]  # the short form has its own column
     return cells[1] if len(cells) > 2 else ""
