@@ -24,6 +24,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
+	$(BIN)/show1 weights pull
 	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --seed 42 --overwrite
 
 lint: install

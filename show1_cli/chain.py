@@ -15,27 +15,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from show1_cli import __version__
 from show1_cli.errors import InputError
 from show1_cli.presets import STAGES, Preset, load_preset
 from show1_cli.progress import ChainProgress, StageReport
-from show1_cli.runtime import ModelStore, Runtime
-from show1_cli.stages import StageContext, run_stage
+from show1_cli.seeds import MAX_SEED, derive_seed
 from show1_cli.weights import WeightSource, weight_source
+
+if TYPE_CHECKING:  # torch and the stages load with the first Chain, so that checking a command's input stays fast
+    import torch
+
+    from show1_cli.runtime import Runtime
+    from show1_cli.stages import StageContext
 
 logger = logging.getLogger("show1")
 
@@ -49,17 +48,6 @@ STAGE_COMPONENTS = {
     "sr2": ("show-1-sr2",),
 }
 FRAMES_KEY = "frames"
-MAX_SEED = 2**31 - 1
-
-
-def random_seed() -> int:
-    return secrets.randbelow(MAX_SEED)
-
-
-def derive_seed(batch_seed: int, index: int) -> int:
-    """The seed of batch item `index` (0-based): a hash of the batch seed and the position, in 0..2**31-2."""
-    digest = hashlib.sha256(f"show1-batch/{batch_seed}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % MAX_SEED
 
 
 def fps_after(stage: str, fps: float) -> float:
@@ -117,6 +105,8 @@ class Chain:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        from show1_cli.runtime import ModelStore
+
         self.models = ModelStore(self.runtime)
 
     def run(self, jobs: list[Job], *, overwrite: bool = False, skip_existing: bool = False) -> list[JobResult]:
@@ -164,6 +154,8 @@ class Chain:
         return embeddings, report
 
     def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], weights: WeightSource, overwrite: bool) -> JobResult:
+        from show1_cli.stages import StageContext, run_stage
+
         context = StageContext(
             prompt=job.prompt,
             preset=job.preset,
@@ -241,6 +233,9 @@ def intermediate_paths(folder: Path, stage: str) -> tuple[Path, Path]:
 
 
 def save_intermediate(folder: Path, stage: str, video: torch.Tensor, fps: float, metadata: dict[str, Any]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
     from show1_cli.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -278,6 +273,8 @@ def load_intermediate(folder: Path, stage: str) -> Intermediate:
             f"no saved {stage} output in {folder} ({tensor_path.name} is missing)",
             f"resume from a folder written by --save-intermediates after {stage} finished",
         )
+    from safetensors import safe_open
+
     try:
         with safe_open(str(tensor_path), framework="pt") as handle:
             frames = handle.get_tensor(FRAMES_KEY)
@@ -443,9 +440,7 @@ __all__ = [
     "Job",
     "JobResult",
     "batch_jobs",
-    "derive_seed",
     "load_intermediate",
-    "random_seed",
     "read_prompts_file",
     "resume_point",
     "resume_job",

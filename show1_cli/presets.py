@@ -8,6 +8,7 @@ the command line with `--set section.key=value`. The result is an immutable, ful
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -315,3 +316,83 @@ def _check_combinations(preset: Preset) -> None:
     if {"keyframes", "sr1"} <= set(preset.stages) and too_small:
         raise InputError(f"{preset.source}: sr1 size {preset.sr1.width}x{preset.sr1.height} is smaller than the keyframes",
                          "super-resolution only enlarges: raise sr1.height and sr1.width")
+
+
+# ------------------------------------------------------------------------------------------------
+# The direct flags of `show1 generate`, as preset overrides
+
+PIXEL_STAGES = ("keyframes", "interpolate", "sr1")
+SIZED_STAGES = ("keyframes", "sr1", "sr2")
+
+
+def direct_overrides(
+    preset: Preset,
+    *,
+    negative_prompt: str | None = None,
+    steps: Iterable[str] = (),
+    guidance_scale: Iterable[str] = (),
+    frames: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+) -> list[str]:
+    """The `section.key=value` overrides that --negative-prompt, --steps, ... stand for, given the preset they change.
+
+    `steps` and `guidance_scale` hold "VALUE" (every pixel stage) or "STAGE=VALUE" items. `frames`, `width`,
+    `height` and `fps` are the final video's: the keyframe count is derived through interpolation (N -> 4N-3),
+    and every stage's size is scaled by the factor that gives the last stage the size asked for.
+    """
+    # Quoted: --set values are read as YAML, where a bare "yes" or "a: b" is no string.
+    overrides = [f"{stage}.negative_prompt={json.dumps(negative_prompt)}" for stage in STAGES if negative_prompt is not None]
+    overrides += _per_stage("--steps", "steps", steps)
+    overrides += _per_stage("--guidance-scale", "guidance_scale", guidance_scale)
+    if frames is not None:
+        overrides.append(f"keyframes.frames={_keyframe_count(preset, frames)}")
+    if width is not None or height is not None:
+        overrides += _sizes(preset, width, height)
+    if fps is not None:  # the preset's fps is the interpolated video's; keyframes alone play at a quarter of it
+        overrides.append(f"fps={fps if 'interpolate' in preset.stages else 4 * fps}")
+    return overrides
+
+
+def _per_stage(flag: str, key: str, items: Iterable[str]) -> list[str]:
+    with_key = [name for name, settings in SECTIONS.items() if key in {item.name for item in fields(settings)}]
+    overrides = []
+    for item in items:
+        stage, separator, value = item.rpartition("=")
+        stage = stage.strip()
+        if separator and stage not in with_key:
+            raise InputError(f"{flag} {item}: {stage!r} is not a stage with {key}",
+                             f"write {flag} VALUE for every pixel stage, or {flag} STAGE=VALUE with STAGE one of {', '.join(with_key)}")
+        overrides += [f"{name}.{key}={value.strip()}" for name in ((stage,) if separator else PIXEL_STAGES)]
+    return overrides
+
+
+def _keyframe_count(preset: Preset, frames: int) -> int:
+    if "interpolate" not in preset.stages:
+        return frames
+    keyframes, remainder = divmod(frames + 3, 4)
+    if remainder or keyframes < 2:
+        lower = max(5, (frames + 3) // 4 * 4 - 3)
+        raise InputError(f"--frames {frames}: interpolation makes 4N-3 frames from N keyframes (5, 9, ..., 29, 33, ...)",
+                         f"use --frames {lower} or {lower + 4}")
+    return keyframes
+
+
+def _sizes(preset: Preset, width: int | None, height: int | None) -> list[str]:
+    last = [stage for stage in preset.stages if stage in SIZED_STAGES][-1]
+    current = getattr(preset, last)
+    multiple = SIZE_MULTIPLE[last]
+    for flag, value in (("--width", width), ("--height", height)):
+        if value is not None and (value < multiple or value % multiple):
+            nearest = max(multiple, round(value / multiple) * multiple)
+            raise InputError(f"{flag} {value} is not a multiple of {multiple}, which {last} (the last stage) needs",
+                             f"use {flag} {nearest}")
+    scale_w = width / current.width if width is not None else height / current.height
+    scale_h = height / current.height if height is not None else scale_w
+    overrides = []
+    for stage in SIZED_STAGES:
+        settings, multiple = getattr(preset, stage), SIZE_MULTIPLE[stage]
+        for key, scale in (("width", scale_w), ("height", scale_h)):
+            overrides.append(f"{stage}.{key}={max(multiple, round(getattr(settings, key) * scale / multiple) * multiple)}")
+    return overrides

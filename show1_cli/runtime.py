@@ -6,14 +6,13 @@ import resource
 import sys
 from dataclasses import dataclass
 
-import diffusers
 import torch
-import transformers
 
+from show1_cli import choices
 from show1_cli.errors import InputError
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-OFFLOAD_MODES = ("none", "model", "sequential")
+DTYPES = dict(zip(choices.DTYPES, (torch.float16, torch.bfloat16, torch.float32), strict=True))
+OFFLOAD_MODES = choices.OFFLOAD_MODES
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,40 @@ class Runtime:
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            _reset_peak_resident_memory()
 
     def peak_memory_bytes(self) -> int:
-        """Peak accelerator memory since the last reset; on the CPU, the process's peak resident memory."""
+        """Peak memory since the last reset: allocated on the accelerator, resident in the process on the CPU."""
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+        return _peak_resident_memory()
+
+
+# Linux keeps the process's peak resident size as VmHWM in /proc/self/status and resets it to the current size
+# when "5" is written to /proc/self/clear_refs. Elsewhere the only figure is the lifetime peak (ru_maxrss).
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+def _reset_peak_resident_memory() -> None:
+    try:
+        with open(_CLEAR_REFS, "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak_resident_memory() -> int:
+    try:
+        with open(_STATUS) as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "model") -> Runtime:
@@ -83,6 +109,9 @@ class ModelStore:
     """
 
     def __init__(self, runtime: Runtime):
+        import diffusers
+        import transformers
+
         # The libraries' per-file loading bars would interleave with show1's own progress display.
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()

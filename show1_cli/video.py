@@ -46,12 +46,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-import torch
 
 from .errors import InputError, OutputExistsError
+
+if TYPE_CHECKING:  # torch loads when frames are decoded or encoded, so that checking paths stays fast
+    import torch
 
 logger = logging.getLogger("show1.video")
 
@@ -141,6 +144,8 @@ def read_video(path: Path) -> Video:
         metadata = _parse_metadata(container.metadata, path)
     finally:
         container.close()
+    import torch
+
     data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     frames = data.to(torch.float32) / 127.5 - 1.0
     return Video(frames=frames, fps=fps, metadata=metadata)
@@ -258,6 +263,8 @@ def _rate(fps: float) -> Fraction:
 
 def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(F, 3, H, W) float in [-1, 1] -> contiguous (F, H, W, 3) uint8."""
+    import torch
+
     if not isinstance(frames, torch.Tensor):
         raise TypeError(f"frames must be a torch.Tensor, not {type(frames).__name__}")
     if frames.ndim != 4 or frames.shape[1] != 3 or min(frames.shape) == 0:

@@ -11,9 +11,10 @@ import torch
 
 import show1_cli.models
 import show1_cli.text
-from show1_cli.chain import Chain, batch_jobs, derive_seed, read_prompts_file, resume_point
+from show1_cli.chain import Chain, batch_jobs, read_prompts_file, resume_point
 from show1_cli.errors import InputError
 from show1_cli.runtime import resolve_runtime
+from show1_cli.seeds import derive_seed
 from show1_cli.video import read_video
 from tests.conftest import run_cli
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,93 @@ def test_hostile_generate_input_is_one_clear_line_before_any_model_loads(extra, 
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())
     assert "internal error" not in result.output and not (tmp_path / "out.mp4").exists()
+
+
+# The libraries that take seconds to import; only building a model may load them.
+HEAVY_MODULES = ("torch", "diffusers", "transformers", "accelerate")
+# Run show1 in a fresh interpreter and report, on stderr's last line, its exit code and the heavy modules it loaded.
+_CHILD = """
+import json, sys
+from show1_cli.cli import main
+args, watched = map(json.loads, sys.argv[1:])
+sys.argv = ["show1", *args]
+try:
+    main()
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "loaded": [name for name in watched if name in sys.modules]}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["presets", "list"], 0),
+        (["generate", "--help"], 0),
+        (["generate", "a cat"], 2),  # missing -o
+        (["generate", "a cat", "-o", "cat.avi"], 2),  # unsupported format
+        (["generate", "a cat", "-o", "cat.mp4", "--preset", "nope"], 2),
+        (["generate", "a cat", "-o", "cat.mp4", "--set", "sr1.steps=0"], 2),
+        (["generate", "a cat", "-o", "cat.mp4", "--offload", "all"], 2),
+        (["upscale", "missing.mp4", "-o", "big.mp4"], 2),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else f"exit {value}",
+)
+def test_answers_before_any_model_do_not_import_the_model_libraries(args, code, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args), json.dumps(HEAVY_MODULES)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report == {"code": code, "loaded": []}, done.stderr
+
+
+# What --help shows as each option's value: choices for the fixed sets, a name for the rest, nothing for flags.
+HELP_VALUES = {
+    ("generate",): {
+        "--output": "FILE", "--preset": "NAME|FILE", "--seed": "N", "--set": "SECTION.KEY=VALUE",
+        "--device": "[auto|cuda|cuda:N|cpu]", "--dtype": "[auto|fp16|bf16|fp32]", "--offload": "[none|model|sequential]",
+        "--first-frame": "[auto|if|none]", "--motion-init": "[noise|inversion]", "--weights-dir": "DIR",
+        "--overwrite": "", "--lossless": "", "--quiet": "", "--json": "", "--help": "",
+        "--steps": "N|STAGE=N", "--guidance-scale": "X|STAGE=X", "--frames": "N", "--width": "PIXELS", "--num-videos": "INTEGER [x>=1]",
+    },
+    ("upscale",): {"--stage": "[sr1|sr2|all]", "--first-frame": "[auto|if|none]", "--output": "FILE", "--prompt": "TEXT"},
+    ("interpolate",): {"--keep-input-frames": "", "--offload": "[none|model|sequential]"},
+    ("finetune-motion",): {"--train": "[qkv|attention|temporal]", "--dtype": "[auto|fp16|bf16|fp32]", "--steps": "INTEGER [x>=1]"},
+    (): {"--version": "", "--install-completion": "", "--help": ""},
+}
+USAGE = {("generate",): "show1 generate [OPTIONS] [PROMPT]", ("upscale",): "show1 upscale [OPTIONS] IN",
+         ("presets", "show"): "show1 presets show [OPTIONS] NAME", ("weights", "pull"): "show1 weights pull [OPTIONS] [NAME]..."}
+
+
+def help_text(command: tuple[str, ...] | list[str]) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def option_value(text: str, option: str) -> str:
+    """The value column of `option`'s row in a help table (empty for a flag)."""
+    row = next(line for line in text.splitlines() if re.search(rf"│\s+(\*\s+)?{option}[\s,]", line))
+    cells = re.split(r"\s{2,}", row.strip("│ ").removeprefix("* "))
+    cells = [cell for cell in cells if not re.fullmatch(r"-\w", cell)]  # the short form has its own column
+    return cells[1] if len(cells) > 2 else ""
+
+
+@pytest.mark.parametrize("command", list(HELP_VALUES), ids=lambda command: " ".join(command) or "show1")
+def test_help_names_each_value_and_lists_the_choices(command):
+    text = help_text(command)
+    assert {option: option_value(text, option) for option in HELP_VALUES[command]} == HELP_VALUES[command]
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, []], ids=lambda command: " ".join(command) or "show1")
+def test_help_has_no_type_placeholders(command):
+    text = help_text(command)
+    assert not re.search(r"<(bool|str|int|float|file|dir|path|list\[\w+\])>|\{\w+\}", text), text
+
+
+@pytest.mark.parametrize("command", list(USAGE), ids=" ".join)
+def test_usage_line_names_arguments_plainly(command):
+    assert f"Usage: {USAGE[command]}" in help_text(command)

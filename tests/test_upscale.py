@@ -136,7 +136,7 @@ def test_sizes_and_prompt_are_checked_before_any_model_loads(tiny_weights, tmp_p
     result = run_cli("upscale", tmp_path / "small.mp4", "-o", tmp_path / "c.mp4", "--stage", "sr2")
     assert result.exit_code == 2 and "--prompt" in result.output
     result = run_cli("upscale", tmp_path / "small.mp4", "-o", tmp_path / "d.mp4", "--stage", "sr3")
-    assert result.exit_code == 2 and "sr1, sr2, all" in result.output
+    assert result.exit_code == 2 and "'sr3' is not one of 'sr1', 'sr2'," in result.output
 
 
 def test_default_chain_makes_29_frames_at_576x320(tiny_weights, tmp_path):

@@ -8,24 +8,26 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
-from show1_cli import __version__
-from show1_cli.chain import MAX_SEED, random_seed
+from show1_cli import __version__, choices
+from show1_cli.cli.help import Typer
 from show1_cli.errors import InputError, Show1Error
 from show1_cli.progress import StageReport, format_bytes
-from show1_cli.video import Video
+from show1_cli.seeds import MAX_SEED, random_seed
 
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from show1_cli.video import Video
 
-app = typer.Typer(
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # no wrapping at 80 columns in logs
+
+app = Typer(
     name="show1",
     help="Text-to-video generation with the Show-1 cascade (keyframes, interpolation, two super-resolutions).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -51,27 +53,30 @@ def _root(
     """
 
 
-# Options shared by the commands. Each command lists the ones it takes, so `--help` stays honest.
+# Options shared by the commands. Each command lists the ones it takes, so `--help` stays honest. Options with a
+# fixed set of values are typed `Literal[...]`: the help lists the values and shell completion offers them.
 PresetOption = Annotated[
-    str, typer.Option("--preset", "-p", help="Preset name (see `show1 presets list`) or path to a YAML file.")
+    str, typer.Option("--preset", "-p", metavar="NAME|FILE", help="Preset name (see `show1 presets list`) or path to a YAML file.")
 ]
 CleanPromptOption = Annotated[
     bool, typer.Option("--clean-prompt", help="Also apply DeepFloyd IF's caption clean-up (URLs, HTML, punctuation; needs "
-                       "show1-cli[clean]). Default: lower-case and strip, as the official script.")
+                       "show1-cli\\[clean]). Default: lower-case and strip, as the official script.")
 ]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one preset field, e.g. --set sr1.steps=50 (repeatable)."),
 ]
-OutputOption = Annotated[Path, typer.Option("--output", "-o", help="Output file (.mp4).", dir_okay=False)]
+OutputOption = Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Output file (.mp4 or .mkv).", dir_okay=False)]
 SeedOption = Annotated[
-    int | None, typer.Option("--seed", help="Random seed (0 to 2147483647); the same seed gives the same video on the same "
-                             "device. Random if omitted.")
+    int | None, typer.Option("--seed", metavar="N", help=f"Random seed (0 to {MAX_SEED}); the same seed gives the same video on the "
+                             "same device. Random if omitted.")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cuda, cuda:N or cpu.")]
-DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32.")]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="[auto|cuda|cuda:N|cpu]", help="Where the models run.")]
+DtypeOption = Annotated[
+    Literal[("auto", *choices.DTYPES)], typer.Option("--dtype", help="Number format; auto: fp16 on CUDA, fp32 on the CPU.")
+]
 OffloadOption = Annotated[
-    str,
+    Literal[choices.OFFLOAD_MODES],
     typer.Option(
         "--offload",
         help="none: keep the running stage's models on the GPU (fastest); model: move each model to the GPU only "
@@ -82,6 +87,7 @@ WeightsDirOption = Annotated[
     Path | None,
     typer.Option(
         "--weights-dir",
+        metavar="DIR",
         envvar="SHOW1_WEIGHTS_DIR",
         help="Folder with one subfolder per hub repository (show-1-base, ...). Default: the Hugging Face cache.",
         file_okay=False,
@@ -102,15 +108,17 @@ LosslessOption = Annotated[
     typer.Option("--lossless", help="Write the output losslessly (RGB H.264, QP 0): bigger files, exact frames for further processing."),
 ]
 FirstFrameOption = Annotated[
-    str,
-    typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if, or none."),
+    Literal[choices.FIRST_FRAMES],
+    typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if (IF-II-L, required), "
+                 "or none."),
 ]
 # For commands that take a video made by show1: its metadata supplies the prompt and the seed.
 InputPromptOption = Annotated[
-    str | None, typer.Option("--prompt", help="The video's prompt. Default: the prompt stored in IN by show1.")
+    str | None, typer.Option("--prompt", metavar="TEXT", help="The video's prompt. Default: the prompt stored in IN by show1.")
 ]
 InputSeedOption = Annotated[
-    int | None, typer.Option("--seed", help="Random seed (0 to 2147483647). Default: the seed stored in IN by show1, else random.")
+    int | None, typer.Option("--seed", metavar="N", help=f"Random seed (0 to {MAX_SEED}). Default: the seed stored in IN by show1, "
+                             "else random.")
 ]
 
 
@@ -124,6 +132,15 @@ def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: in
         stored = video.metadata.get("seed", "")
         seed = int(stored) if stored.isdigit() else random_seed()
     return prompt, seed
+
+
+def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, options: dict[str, Any], *, show_progress: bool):
+    """The chain runner for a command's checked input; this is where torch and the model libraries load."""
+    from show1_cli.chain import Chain
+    from show1_cli.runtime import resolve_runtime
+    from show1_cli.weights import weights_dir_from_env
+
+    return Chain(resolve_runtime(device, dtype, offload), weights_dir_from_env(weights_dir), options=options, show_progress=show_progress)
 
 
 def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:

@@ -12,11 +12,11 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import torch
 import typer
 
+from show1_cli.choices import MOTION_INITS, TRAINABLE_SETS
 from show1_cli.cli.app import (
     DebugOption,
     DeviceOption,
@@ -32,19 +32,7 @@ from show1_cli.cli.app import (
     err_console,
 )
 from show1_cli.errors import InputError
-from show1_cli.finetune.adapter import (
-    BASE_COMPONENT,
-    adapter_metadata,
-    check_scale,
-    ensure_adapter_writable,
-    read_motion_adapter,
-    save_motion_adapter,
-)
-from show1_cli.finetune.inversion import MOTION_INITS, check_noise_prior, file_sha256
-from show1_cli.finetune.train import TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
-from show1_cli.models import TRAINABLE_SETS
-from show1_cli.progress import TrainingProgress, format_bytes
-from show1_cli.training.losses import parse_loss
+from show1_cli.progress import TrainingProgress, format_bytes, plural
 
 # The options `show1 generate` takes to apply a motion adapter (see `motion_options`).
 MotionOption = Annotated[
@@ -56,7 +44,7 @@ MotionScaleOption = Annotated[
     float, typer.Option("--motion-scale", help="With --motion: 0 = base model, 1 = fine-tuned, in between blends the weights.")
 ]
 MotionInitOption = Annotated[
-    str,
+    Literal[MOTION_INITS],
     typer.Option("--motion-init", help="With --motion: noise (fresh start noise) or inversion (start from the DDIM inversion of "
                  "the adapter's reference clip, as VMC does)."),
 ]
@@ -68,14 +56,15 @@ NoisePriorOption = Annotated[
 
 def motion_options(motion: Path | None, scale: float, init: str, prior: float) -> dict[str, Any]:
     """Check `generate`'s motion options before any model loads; the stage options they become."""
-    if init not in MOTION_INITS:
-        raise InputError(f"unknown --motion-init {init!r}", f"use one of {', '.join(MOTION_INITS)}")
-    check_scale(scale)
-    check_noise_prior(prior)
     if motion is None:
         if init != "noise":
             raise InputError(f"--motion-init {init} needs a motion adapter", "add --motion ADAPTER.safetensors")
         return {}
+    from show1_cli.finetune.adapter import check_scale, read_motion_adapter
+    from show1_cli.finetune.inversion import check_noise_prior
+
+    check_scale(scale)
+    check_noise_prior(prior)
     read_motion_adapter(motion)
     return {"motion": str(motion), "motion_scale": scale, "motion_init": init, "noise_prior": prior}
 
@@ -101,7 +90,7 @@ def finetune_motion(
         str, typer.Option("--loss", help="debiased (default), motion, mse, or a weighted sum such as motion+0.1*mse. See docs/losses.md.")
     ] = "debiased",
     train: Annotated[
-        str,
+        Literal[TRAINABLE_SETS],
         typer.Option(
             "--train",
             help="What to train: qkv (query/key/value of the temporal attentions, default), attention (all of the "
@@ -142,6 +131,11 @@ def finetune_motion(
 
       show1 generate "a tiger is running" -o tiger.mp4 --motion running.safetensors --motion-scale 0.8
     """
+    import torch
+
+    from show1_cli.finetune.adapter import BASE_COMPONENT, adapter_metadata, ensure_adapter_writable, save_motion_adapter
+    from show1_cli.finetune.inversion import file_sha256
+    from show1_cli.finetune.train import TrainSettings, noise_scheduler_from_config, sample_frames, train_motion
     from show1_cli.models import load_unet
     from show1_cli.presets import load_preset
     from show1_cli.runtime import ModelStore, resolve_runtime
@@ -149,12 +143,11 @@ def finetune_motion(
     from show1_cli.stages.sampling import load_scheduler
     from show1_cli.text import encode_texts
     from show1_cli.training.loop import read_checkpoint
+    from show1_cli.training.losses import parse_loss
     from show1_cli.video import ensure_writable, read_video, write_video
     from show1_cli.weights import get_component, resolve_component, weights_dir_from_env
 
     # Everything a user can get wrong is checked before any model loads.
-    if train not in TRAINABLE_SETS:
-        raise InputError(f"unknown --train {train!r}", f"use one of {', '.join(TRAINABLE_SETS)}")
     loss_spec = parse_loss(loss)
     ensure_adapter_writable(output, overwrite)
     settings_preset = load_preset(preset, set_ or ())
@@ -251,6 +244,6 @@ def finetune_motion(
         ran = steps - first_step
         err_console.print(
             f"[green]wrote[/] {output} ({len(result.parameters)} tensors, {train}, loss {loss_spec}, seed {seed}); "
-            f"{ran} steps in {seconds:.1f} s ({seconds / max(ran, 1):.2f} s/step), peak memory "
+            f"{plural(ran, 'step')} in {seconds:.1f} s ({seconds / max(ran, 1):.2f} s/step), peak memory "
             f"{format_bytes(runtime.peak_memory_bytes())}"
         )

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from show1_cli.chain import Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -28,16 +27,26 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    make_chain,
     report_run,
 )
 from show1_cli.cli.finetune import MotionInitOption, MotionOption, MotionScaleOption, NoisePriorOption, motion_options
 from show1_cli.errors import InputError
-from show1_cli.presets import STAGES, load_preset
-from show1_cli.runtime import resolve_runtime
-from show1_cli.weights import weights_dir_from_env
+from show1_cli.presets import PIXEL_STAGES, STAGES, Preset, direct_overrides, load_preset
+from show1_cli.seeds import MAX_SEED, random_seed
 
 logger = logging.getLogger("show1")
 
+StepsOption = Annotated[
+    list[str] | None,
+    typer.Option("--steps", metavar="N|STAGE=N", help=f"Denoising steps of every pixel stage ({', '.join(PIXEL_STAGES)}), or of one "
+                 "stage: --steps sr1=60 (repeatable)."),
+]
+GuidanceOption = Annotated[
+    list[str] | None,
+    typer.Option("--guidance-scale", metavar="X|STAGE=X", help="Classifier-free guidance of every pixel stage, or of one stage: "
+                 "--guidance-scale keyframes=12 (repeatable)."),
+]
 StagesOption = Annotated[
     str | None,
     typer.Option("--stages", metavar="LIST", help=f"Comma-separated stages to run instead of the preset's ({', '.join(STAGES)})."),
@@ -60,6 +69,22 @@ def generate(
     overrides: SetOption = None,
     stages: StagesOption = None,
     seed: SeedOption = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option("--negative-prompt", metavar="TEXT", help="What the video should not show (every stage's).")
+    ] = None,
+    steps: StepsOption = None,
+    guidance_scale: GuidanceOption = None,
+    frames: Annotated[
+        int | None,
+        typer.Option("--frames", "--num-frames", metavar="N", help="Frames of the video; with interpolation 4K-3 (5, 9, ..., 29, ...)."),
+    ] = None,
+    width: Annotated[int | None, typer.Option("--width", metavar="PIXELS", help="Width of the video; the stage sizes follow.")] = None,
+    height: Annotated[int | None, typer.Option("--height", metavar="PIXELS", help="Height of the video; the stage sizes follow.")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", metavar="RATE", help="Frame rate of the video.")] = None,
+    num_videos: Annotated[
+        int, typer.Option("--num-videos", min=1, help="Videos of the prompt, with seeds SEED, SEED+1, ... (models load once); "
+                          "-o x.mp4 writes x-1.mp4, x-2.mp4, ...")
+    ] = 1,
     prompts: Annotated[
         Path | None,
         typer.Option("--prompts", help="Batch: a file with one prompt per line, or JSON lines "
@@ -111,15 +136,16 @@ def generate(
 
       show1 generate --prompts prompts.txt --out-dir videos/ --seed 7
     """
-    runtime = resolve_runtime(device, dtype, offload)
-    chain = Chain(
-        runtime,
-        weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
-                 **motion_options(motion, motion_scale, motion_init, noise_prior)},
-        show_progress=not quiet and not as_json,
-    )
+    from show1_cli.chain import Job, batch_jobs, read_prompts_file, resume_job
+    from show1_cli.video import ensure_writable
+
+    options = {"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
+               **motion_options(motion, motion_scale, motion_init, noise_prior)}
     stage_list = parse_stages(stages)
+    overrides = with_direct_flags(preset_name, list(overrides or []), stage_list, negative_prompt=negative_prompt, steps=steps or (),
+                                  guidance_scale=guidance_scale or (), frames=frames, width=width, height=height, fps=fps)
+    if num_videos > 1 and (prompts is not None or resume is not None):
+        raise InputError("--num-videos is for one PROMPT", "give a prompts file one line per video, or resume each video on its own")
     if prompts is not None:
         if prompt is not None or output is not None:
             raise InputError("--prompts replaces the PROMPT argument and -o", "give either PROMPT -o FILE, or --prompts FILE --out-dir DIR")
@@ -129,9 +155,10 @@ def generate(
             raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
         out_dir.mkdir(parents=True, exist_ok=True)
         batch_seed = seed if seed is not None else random_seed()
-        jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=list(overrides or []),
+        jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=overrides,
                           stages=stage_list, batch_seed=batch_seed, save_intermediates=save_intermediates,
                           lossless=lossless)
+        chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
         results = chain.run(jobs, overwrite=overwrite, skip_existing=True)
         for result in results:
             if result.skipped:
@@ -152,7 +179,7 @@ def generate(
         raise InputError("missing -o/--output", "add -o FILE.mp4")
     if from_stage is not None and resume is None:
         raise InputError("--from-stage needs --resume DIR", "add --resume with the folder given to --save-intermediates")
-    preset = load_preset(preset_name, list(overrides or []))
+    preset = load_preset(preset_name, overrides)
     if stage_list is not None:
         preset = preset.with_stages(stage_list)
     if resume is None and preset.stages[0] != "keyframes":
@@ -162,14 +189,34 @@ def generate(
         )
 
     if resume is not None:
-        job = resume_job(resume, from_stage, prompt=prompt, seed=seed, output=output, preset=preset,
-                         save_intermediates=save_intermediates, lossless=lossless)
+        jobs = [resume_job(resume, from_stage, prompt=prompt, seed=seed, output=output, preset=preset,
+                           save_intermediates=save_intermediates, lossless=lossless)]
     else:
         if prompt is None or not prompt.strip():
             raise InputError("missing PROMPT", 'write show1 generate "what the video shows" -o out.mp4')
-        job = Job(prompt, seed if seed is not None else random_seed(), output, preset, save_intermediates=save_intermediates,
-                  lossless=lossless)
-    (result,) = chain.run([job], overwrite=overwrite)
-    report_run(result.output, job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
-               extra={"frames": result.frames, "size": list(result.size)})
+        first_seed = seed if seed is not None else random_seed()
+        jobs = [Job(prompt, (first_seed + number) % (MAX_SEED + 1), path, preset, lossless=lossless,
+                    save_intermediates=save_intermediates / path.stem if save_intermediates and num_videos > 1 else save_intermediates)
+                for number, path in enumerate(numbered_outputs(output, num_videos))]
+    for job in jobs:
+        ensure_writable(job.output, overwrite)
+    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
+    for result in chain.run(jobs, overwrite=overwrite):
+        report_run(result.output, result.job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
+                   extra={"frames": result.frames, "size": list(result.size)})
+
+
+def with_direct_flags(preset_name: str, overrides: list[str], stages: tuple[str, ...] | None, **flags) -> list[str]:
+    """The --set overrides, then those the direct flags (--steps, --width, ...) stand for, which win by coming last."""
+    preset: Preset = load_preset(preset_name, overrides)
+    if stages is not None:
+        preset = preset.with_stages(stages)
+    return [*overrides, *direct_overrides(preset, **flags)]
+
+
+def numbered_outputs(output: Path, count: int) -> list[Path]:
+    """-o x.mp4 for one video; x-1.mp4, x-2.mp4, ... for several."""
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{number}{output.suffix}") for number in range(1, count + 1)]
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -27,14 +26,12 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    make_chain,
     prompt_and_seed,
     report_run,
     stages_before,
 )
 from show1_cli.presets import load_preset
-from show1_cli.runtime import resolve_runtime
-from show1_cli.video import ensure_writable, read_video
-from show1_cli.weights import weights_dir_from_env
 
 
 @app.command("interpolate")
@@ -71,16 +68,15 @@ def interpolate(
 
       show1 interpolate clip.mp4 -o smooth.mp4 --prompt "a panda" --keep-input-frames --set interpolate.steps=25
     """
+    from show1_cli.chain import Job
+    from show1_cli.video import ensure_writable, read_video
+
     ensure_writable(output, overwrite)
+    preset = load_preset(preset_name, list(overrides or [])).with_stages(["interpolate"])
     video = read_video(input_path)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
-    preset = load_preset(preset_name, list(overrides or [])).with_stages(["interpolate"])
-    chain = Chain(
-        resolve_runtime(device, dtype, offload),
-        weights_dir_from_env(weights_dir),
-        options={"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
-        show_progress=not quiet and not as_json,
-    )
+    chain = make_chain(device, dtype, offload, weights_dir, {"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
+                       show_progress=not quiet and not as_json)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, preset.stages), "interpolated_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

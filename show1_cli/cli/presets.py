@@ -8,9 +8,10 @@ from rich.console import Console
 from rich.table import Table
 
 from show1_cli.cli.app import DebugOption, SetOption, command
+from show1_cli.cli.help import Typer
 from show1_cli.presets import available_presets, load_preset
 
-app = typer.Typer(help="List and inspect presets.", no_args_is_help=True)
+app = Typer(help="List and inspect presets.", no_args_is_help=True)
 
 
 @app.command("list")

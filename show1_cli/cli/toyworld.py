@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from show1_cli.cli.app import DebugOption, JsonOption, OverwriteOption, command, err_console
+from show1_cli.cli.help import Typer
 from show1_cli.errors import InputError, OutputExistsError
 
-app = typer.Typer(help="The toy world of coloured shapes: make a training data set, read a video back.", no_args_is_help=True)
+app = Typer(help="The toy world of coloured shapes: make a training data set, read a video back.", no_args_is_help=True)
 
 
 @app.command("data")

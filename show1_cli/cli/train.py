@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from show1_cli import __version__
@@ -26,7 +25,7 @@ from show1_cli.cli.app import (
 )
 from show1_cli.errors import InputError
 from show1_cli.presets import SIZE_MULTIPLE
-from show1_cli.progress import TrainingProgress
+from show1_cli.progress import TrainingProgress, plural
 
 StageArgument = Annotated[str, typer.Argument(metavar="STAGE", help="keyframes, interpolate, sr1, sr2 or vae (the sr2 autoencoder).")]
 
@@ -118,6 +117,8 @@ def train(
 
       show1 train vae --data clips/ --init show-1-sr2 --out my-vae --crop 128x128
     """
+    import torch
+
     from show1_cli.presets import load_preset
     from show1_cli.training.data import load_dataset
     from show1_cli.training.loop import TrainConfig, make_accelerator
@@ -215,7 +216,7 @@ def train(
     if as_json:
         typer.echo(json.dumps(summary))
     elif not quiet:
-        err_console.print(f"[green]wrote[/] {out} ({stage}, {steps} steps, final loss {provenance['loss']:.4f})")
+        err_console.print(f"[green]wrote[/] {out} ({stage}, {plural(steps, 'step')}, final loss {provenance['loss']:.4f})")
 
 
 VAE_DOWNSCALE = 8  # the autoencoder's latents are 8x smaller than its frames

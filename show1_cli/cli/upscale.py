@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from show1_cli.chain import Chain, Job
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -28,16 +27,12 @@ from show1_cli.cli.app import (
     app,
     command,
     err_console,
+    make_chain,
     prompt_and_seed,
     report_run,
     stages_before,
 )
-from show1_cli.errors import InputError
 from show1_cli.presets import Preset, load_preset
-from show1_cli.runtime import resolve_runtime
-from show1_cli.stages import first_frame
-from show1_cli.stages.sr1 import check_sizes
-from show1_cli.video import ensure_writable, read_video
 from show1_cli.weights import weight_source, weights_dir_from_env
 
 STAGE_CHOICES = {"sr1": ("sr1",), "sr2": ("sr2",), "all": ("sr1", "sr2")}
@@ -51,7 +46,7 @@ def upscale(
     ],
     output: OutputOption,
     stage: Annotated[
-        str,
+        Literal[tuple(STAGE_CHOICES)],
         typer.Option("--stage", help="sr1: pixel 4x (64x40 -> 256x160 by default); sr2: latent, to 576x320; all: sr1 then sr2."),
     ] = "all",
     prompt: InputPromptOption = None,
@@ -84,24 +79,22 @@ def upscale(
 
       show1 upscale mid.mp4 -o final.mp4 --stage sr2 --prompt "a panda taking a selfie"
     """
-    if stage not in STAGE_CHOICES:
-        raise InputError(f"unknown --stage {stage!r}", f"use one of {', '.join(STAGE_CHOICES)}")
+    from show1_cli.chain import Job
+    from show1_cli.video import ensure_writable, read_video
+
     stages = STAGE_CHOICES[stage]
     ensure_writable(output, overwrite)
     preset = load_preset(preset_name, list(overrides or [])).with_stages(stages)
-    wd = weights_dir_from_env(weights_dir)
-    used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
-
     video = read_video(input_path)
     check_chain_sizes(video.frames.shape[-2:], preset)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
+    from show1_cli.stages import first_frame
 
-    chain = Chain(
-        resolve_runtime(device, dtype, offload),
-        wd,
-        options={"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
-        show_progress=not quiet and not as_json,
-    )
+    wd = weights_dir_from_env(weights_dir)
+    used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
+
+    chain = make_chain(device, dtype, offload, wd, {"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
+                       show_progress=not quiet and not as_json)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)
@@ -115,6 +108,8 @@ def upscale(
 
 def check_chain_sizes(size: tuple[int, int], preset: Preset) -> None:
     """Check, before loading any model, that each stage can take the size the stage before hands it."""
+    from show1_cli.stages.sr1 import check_sizes
+
     height, width = size
     for name in preset.stages:
         settings = getattr(preset, name)
@@ -123,6 +118,8 @@ def check_chain_sizes(size: tuple[int, int], preset: Preset) -> None:
 
 
 def describe_first_frame(used: str) -> str:
+    from show1_cli.stages.first_frame import COMPONENT
+
     if used == "if":
-        return f"{first_frame.COMPONENT} (image super-resolution anchor)"
-    return f"none: {first_frame.COMPONENT} not used, sr1's first window ran without the anchor"
+        return f"{COMPONENT} (image super-resolution anchor)"
+    return f"none: {COMPONENT} not used, sr1's first window ran without the anchor"

@@ -14,9 +14,10 @@ from rich.table import Table
 
 from show1_cli import weights as W
 from show1_cli.cli.app import DebugOption, WeightsDirOption, command
+from show1_cli.cli.help import Typer
 from show1_cli.errors import WeightsError
 
-app = typer.Typer(
+app = Typer(
     help=(
         "Model weights: list what is present, pull it from the hub at the pinned revisions, verify "
         "hashes, print paths, update the lock. Local folders: --weights-dir DIR or SHOW1_WEIGHTS_DIR "

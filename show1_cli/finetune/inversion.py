@@ -23,8 +23,6 @@ from show1_cli.finetune.adapter import read_motion_adapter
 from show1_cli.finetune.train import EPSILON_CHANNELS, sample_frames
 from show1_cli.progress import StepCallback
 
-MOTION_INITS = ("noise", "inversion")
-
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -32,6 +32,7 @@ from diffusers.models.transformers.transformer_temporal import TransformerTempor
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..choices import TRAINABLE_SETS
 from .unet_3d_blocks import (
     ResnetSettings,
     SimpleAttentionSettings,
@@ -473,7 +474,6 @@ class UNet3DConditionModel(ModelMixin, AttentionMixin, ConfigMixin):
 
 # ------------------------------------------------------------------------------------- trainable sets
 
-TRAINABLE_SETS = ("qkv", "attention", "temporal")
 
 _SELECTORS = {
     # the query/key/value projections of the temporal attentions (motion customization, VMC)

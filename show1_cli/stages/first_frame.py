@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from show1_cli.choices import FIRST_FRAMES
 from show1_cli.errors import InputError
 from show1_cli.stages import StageContext
 from show1_cli.stages.sampling import load_scheduler
@@ -29,13 +30,12 @@ from show1_cli.weights import WeightSource
 logger = logging.getLogger("show1")
 
 COMPONENT = "IF-II-L-v1.0"
-CHOICES = ("auto", "if", "none")
 
 
 def decide(wanted: str, weights: WeightSource) -> str:
     """The first frame `--first-frame wanted` gives with these weights: "if" or "none" (logs nothing)."""
-    if wanted not in CHOICES:
-        raise InputError(f"unknown --first-frame {wanted!r}", f"use one of {', '.join(CHOICES)}")
+    if wanted not in FIRST_FRAMES:
+        raise InputError(f"unknown --first-frame {wanted!r}", f"use one of {', '.join(FIRST_FRAMES)}")
     if wanted == "none":
         return "none"
     if wanted == "auto" and (not weights.has(COMPONENT) or not weights.status(COMPONENT).any_present):

@@ -29,12 +29,15 @@ Tick = Callable[[], None]
 
 
 class StepCounter:
-    """Turns per-step ticks of several loops (first frame, windows) into the stage's (completed, total)."""
+    """Turns per-step ticks of several loops (first frame, windows) into the stage's (completed, total).
 
-    def __init__(self, on_step: Callable[[int, int], None], total: int):
+    `start`: steps counted as done before the first tick (those a denoising strength below 1 skips).
+    """
+
+    def __init__(self, on_step: Callable[[int, int], None], total: int, start: int = 0):
         self.on_step = on_step
         self.total = total
-        self.completed = 0
+        self.completed = start
 
     def __call__(self) -> None:
         self.completed += 1

@@ -170,5 +170,5 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
         generator=context.generator(),
         device=runtime.device,
         dtype=runtime.dtype,
-        tick=StepCounter(context.on_step, run_steps),
+        tick=StepCounter(context.on_step, settings.steps, start=settings.steps - run_steps),
     ).cpu().float()

@@ -1,0 +1,16 @@
+"""The fixed sets of values show1's options take.
+
+They live apart from the code that acts on them (runtime, stages, finetune, models) so that the command
+line can list and check them without importing torch.
+"""
+
+from __future__ import annotations
+
+DTYPES = ("fp16", "bf16", "fp32")
+OFFLOAD_MODES = ("none", "model", "sequential")
+# sr1's first frame: IF-II-L when present (auto), always (if) or never (none); see stages/first_frame.py.
+FIRST_FRAMES = ("auto", "if", "none")
+# Where generation with a motion adapter starts: fresh noise, or the DDIM inversion of its reference clip.
+MOTION_INITS = ("noise", "inversion")
+# The temporal parameters `finetune-motion` trains, from fewest to most.
+TRAINABLE_SETS = ("qkv", "attention", "temporal")
