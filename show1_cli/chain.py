@@ -390,9 +390,8 @@ def batch_jobs(
     jobs = []
     outputs: dict[Path, int] = {}
     for index, item in enumerate(items):
-        preset = load_preset(preset_name, [*overrides, *item.overrides])
-        if stages is not None and not any(override.startswith("stages=") for override in item.overrides):
-            preset = preset.with_stages(stages)
+        item_sets_stages = any(override.startswith("stages=") for override in item.overrides)
+        preset = load_preset(preset_name, [*overrides, *item.overrides], None if item_sets_stages else stages)
         seed = item.seed if item.seed is not None else derive_seed(batch_seed, index)
         output = out_dir / (item.output or f"{index + 1:04d}-{slug(item.prompt)}.mp4")
         if output in outputs:

@@ -101,12 +101,6 @@ class Preset:
     sr2: SR2Settings
     weights: str = "hub"
 
-    def with_stages(self, stages: Iterable[str]) -> Preset:
-        """The same preset running other stages (validated like the file's own list)."""
-        stages = tuple(stages)
-        _check_stages(stages, self.source)
-        return dataclasses.replace(self, stages=stages)
-
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"fps": self.fps, "stages": list(self.stages), "weights": self.weights}
         for section in SECTIONS:
@@ -129,14 +123,18 @@ def available_presets() -> list[str]:
     return sorted(path.stem for path in data_path("presets").glob("*.yaml"))
 
 
-def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> Preset:
-    """Load a shipped preset by name or a YAML file by path, apply `section.key=value` overrides, validate."""
+def load_preset(name_or_path: str, overrides: Iterable[str] = (), stages: Iterable[str] | None = None) -> Preset:
+    """Load a shipped preset by name or a YAML file by path, apply `section.key=value` overrides and, with
+    `stages`, run those stages instead of the preset's; validate it all, every problem in one error."""
     data, source = _read_with_bases(name_or_path, seen=())
     overrides = list(overrides)
     for override in overrides:
         _apply_override(data, override)
     if overrides:
         source = f"{source} with --set {' '.join(overrides)}"
+    if stages is not None:
+        data["stages"] = list(stages)
+        source = f"{source} with stages {','.join(data['stages'])}"
     name = Path(name_or_path).stem if _looks_like_path(name_or_path) else name_or_path
     return _build(name, source, data)
 
@@ -167,6 +165,11 @@ def _read_with_bases(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict[str
         raise InputError(f"{source}: 'base' presets form a cycle ({' -> '.join(seen + (source,))})", "remove one 'base' key")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(f"{source}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})",
+                         "save the preset as UTF-8") from None
+    except OSError as error:
+        raise InputError(f"cannot read preset {source}: {error.strerror}", "check the file's permissions") from None
     except yaml.YAMLError as error:
         raise InputError(f"{source}: not valid YAML ({error})".replace("\n", " "), "fix the file's syntax") from None
     if raw is None:
@@ -207,65 +210,97 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         raise InputError(f"--set {override!r}: keys have at most two parts", "write for example --set sr1.steps=50")
 
 
+class _Problems:
+    """Every problem of one preset, collected so that one message names them all (key, what is wrong, fix)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.found: list[tuple[str, str, str]] = []
+
+    def add(self, key: str, reason: str, fix: str) -> None:
+        self.found.append((key, reason, fix))
+
+    def raise_if_any(self) -> None:
+        if len(self.found) == 1:
+            key, reason, fix = self.found[0]
+            raise InputError(f"{self.source}: {key} {reason}", fix)
+        if self.found:
+            listed = "; ".join(f"{key} {reason}" for key, reason, _ in self.found)
+            fixes = "; ".join(dict.fromkeys(fix for _, _, fix in self.found))
+            raise InputError(f"{self.source}: {len(self.found)} problems: {listed}", fixes)
+
+
 def _build(name: str, source: str, data: Mapping[str, Any]) -> Preset:
-    unknown = [key for key in data if key not in TOP_LEVEL_KEYS and key not in OPTIONAL_KEYS]
-    if unknown:
-        raise InputError(f"{source}: unknown key {unknown[0]!r}", f"top-level keys are {', '.join((*TOP_LEVEL_KEYS, *OPTIONAL_KEYS))}")
+    problems = _Problems(source)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS and key not in OPTIONAL_KEYS:
+            problems.add(repr(key), "is an unknown key", f"top-level keys are {', '.join((*TOP_LEVEL_KEYS, *OPTIONAL_KEYS))}")
     weights = data.get("weights", OPTIONAL_KEYS["weights"])
     if weights not in WEIGHT_SETS:
-        raise InputError(f"{source}: weights must be one of {', '.join(WEIGHT_SETS)}, got {weights!r}",
-                         "use weights: hub (the showlab checkpoints) or weights: micro")
+        problems.add("weights", f"must be one of {', '.join(WEIGHT_SETS)}, got {weights!r}",
+                     "use weights: hub (the showlab checkpoints) or weights: micro")
     for key in TOP_LEVEL_KEYS:
         if key not in data:
-            raise InputError(f"{source}: missing key {key!r}", "add it, or start from a shipped preset with `base: default`")
-    fps = _typed(source, "fps", data["fps"], float)
-    if not MIN_FPS <= fps <= MAX_FPS:
-        raise InputError(f"{source}: fps must be between {MIN_FPS} and {MAX_FPS}, got {fps}", "use for example fps: 8")
-    stages = data["stages"]
+            problems.add(repr(key), "is missing", "add it, or start from a shipped preset with `base: default`")
+    fps = _typed(problems, "fps", data["fps"], float) if "fps" in data else None
+    if fps is not None and not MIN_FPS <= fps <= MAX_FPS:
+        problems.add("fps", f"must be between {MIN_FPS} and {MAX_FPS}, got {fps}", "use for example fps: 8")
+    stages = data.get("stages", [])
     if isinstance(stages, str):
         stages = [part.strip() for part in stages.split(",") if part.strip()]
     if not isinstance(stages, list) or not all(isinstance(stage, str) for stage in stages):
-        raise InputError(f"{source}: stages must be a list of stage names, got {stages!r}", f"choose from {', '.join(STAGES)}")
-    _check_stages(tuple(stages), source)
-    sections = {section: _build_section(source, section, data[section]) for section in SECTIONS}
+        problems.add("stages", f"must be a list of stage names, got {stages!r}", f"choose from {', '.join(STAGES)}")
+        stages = []
+    elif "stages" in data:
+        _check_stages(problems, tuple(stages))
+    sections = {section: _build_section(problems, section, data[section]) for section in SECTIONS if section in data}
+    problems.raise_if_any()
     preset = Preset(name=name, source=source, fps=fps, stages=tuple(stages), **sections, weights=weights)
-    _check_combinations(preset)
+    _check_combinations(problems, preset)
+    problems.raise_if_any()
     return preset
 
 
-def _typed(source: str, key: str, value: Any, kind: type) -> Any:
+def _typed(problems: _Problems, key: str, value: Any, kind: type) -> Any:
+    """`value` as `kind`, or None with the problem noted."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is float and isinstance(value, float) and not math.isfinite(value):
-        raise InputError(f"{source}: {key} must be a finite number, got {value!r}", f"set {key} to a number")
+        problems.add(key, f"must be a finite number, got {value!r}", f"set {key} to a number")
+        return None
     if not isinstance(value, kind) or isinstance(value, bool):
         expected = {int: "an integer", float: "a number", str: "a string"}[kind]
-        raise InputError(f"{source}: {key} must be {expected}, got {value!r}", f"set {key} to {expected}")
+        problems.add(key, f"must be {expected}, got {value!r}", f"set {key} to {expected}")
+        return None
     return value
 
 
-def _build_section(source: str, section: str, values: Any) -> Any:
+def _build_section(problems: _Problems, section: str, values: Any) -> Any:
     settings_type = SECTIONS[section]
     if not isinstance(values, dict):
-        raise InputError(f"{source}: section {section!r} must be a mapping, got {values!r}", "see `show1 presets show default`")
+        problems.add(f"section {section!r}", f"must be a mapping, got {values!r}", "see `show1 presets show default`")
+        return None
     known = {field.name: field.type for field in fields(settings_type)}
     for key in values:
         if key not in known:
-            raise InputError(f"{source}: unknown key {section}.{key}", f"keys of {section} are {', '.join(known)}")
+            problems.add(f"{section}.{key}", "is an unknown key", f"keys of {section} are {', '.join(known)}")
     kwargs = {}
     for key, type_name in known.items():
         if key not in values:
-            raise InputError(f"{source}: missing key {section}.{key}", "add it, or start from a shipped preset with `base: default`")
+            problems.add(f"{section}.{key}", "is missing", "add it, or start from a shipped preset with `base: default`")
+            continue
         kind = {"int": int, "float": float, "str": str}[type_name]
-        kwargs[key] = _typed(source, f"{section}.{key}", values[key], kind)
+        kwargs[key] = _typed(problems, f"{section}.{key}", values[key], kind)
+    if len(kwargs) < len(known) or None in kwargs.values():
+        return None
     settings = settings_type(**kwargs)
-    _check_section(source, section, settings)
+    _check_section(problems, section, settings)
     return settings
 
 
-def _check_section(source: str, section: str, settings: Any) -> None:
+def _check_section(problems: _Problems, section: str, settings: Any) -> None:
     def fail(key: str, reason: str, fix: str) -> None:
-        raise InputError(f"{source}: {section}.{key} {reason}", fix)
+        problems.add(f"{section}.{key}", reason, fix)
 
     if settings.steps < 1:
         fail("steps", f"must be at least 1, got {settings.steps}", "use for example 50")
@@ -292,30 +327,30 @@ def _check_section(source: str, section: str, settings: Any) -> None:
         if not 0 < settings.strength <= SR2_MAX_STRENGTH:
             fail("strength", f"must be in (0, {SR2_MAX_STRENGTH}], got {settings.strength}",
                  "show-1-sr2 was trained on timesteps 0-900 only; the paper uses 0.8")
-        if int(settings.steps * settings.strength) < 1:
+        elif int(settings.steps * settings.strength) < 1:
             fail("steps", f"x strength runs no denoising step ({settings.steps} x {settings.strength} < 1)",
                  f"raise sr2.steps to at least {math.ceil(1 / settings.strength)}")
 
 
-def _check_stages(stages: tuple[str, ...], source: str) -> None:
+def _check_stages(problems: _Problems, stages: tuple[str, ...]) -> None:
     for stage in stages:
         if stage not in STAGES:
-            raise InputError(f"{source}: unknown stage {stage!r}", f"choose from {', '.join(STAGES)}")
+            problems.add("stages", f"name an unknown stage {stage!r}", f"choose from {', '.join(STAGES)}")
     if not stages:
-        raise InputError(f"{source}: stages is empty", f"list at least one of {', '.join(STAGES)}")
-    if len(set(stages)) != len(stages) or list(stages) != sorted(stages, key=STAGES.index):
-        raise InputError(f"{source}: stages {', '.join(stages)} are repeated or out of order",
-                         f"list them in cascade order: {', '.join(STAGES)}")
+        problems.add("stages", "is empty", f"list at least one of {', '.join(STAGES)}")
+    elif set(stages) <= set(STAGES) and (len(set(stages)) != len(stages) or list(stages) != sorted(stages, key=STAGES.index)):
+        problems.add("stages", f"{', '.join(stages)} are repeated or out of order", f"list them in cascade order: {', '.join(STAGES)}")
 
 
-def _check_combinations(preset: Preset) -> None:
+def _check_combinations(problems: _Problems, preset: Preset) -> None:
+    """What depends on more than one setting, for the stages that run."""
     if "interpolate" in preset.stages and preset.keyframes.frames < 2:
-        raise InputError(f"{preset.source}: interpolation needs at least 2 keyframes, got keyframes.frames={preset.keyframes.frames}",
-                         "raise keyframes.frames or drop 'interpolate' from stages")
+        problems.add("keyframes.frames", f"is {preset.keyframes.frames}, but interpolation needs at least 2 keyframes",
+                     "raise keyframes.frames or drop 'interpolate' from stages")
     too_small = preset.sr1.height < preset.keyframes.height or preset.sr1.width < preset.keyframes.width
     if {"keyframes", "sr1"} <= set(preset.stages) and too_small:
-        raise InputError(f"{preset.source}: sr1 size {preset.sr1.width}x{preset.sr1.height} is smaller than the keyframes",
-                         "super-resolution only enlarges: raise sr1.height and sr1.width")
+        problems.add("sr1 size", f"{preset.sr1.width}x{preset.sr1.height} is smaller than the keyframes",
+                     "super-resolution only enlarges: raise sr1.height and sr1.width")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ def test_a_preset_file_by_path_with_a_base(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["sr1.bogus=1"], "unknown key sr1.bogus"),
-        (["extra=1"], "unknown key 'extra'"),
+        (["sr1.bogus=1"], "sr1.bogus is an unknown key"),
+        (["extra=1"], "'extra' is an unknown key"),
         (["sr1.steps=many"], "sr1.steps must be an integer"),
         (["sr1.steps=true"], "sr1.steps must be an integer"),
         (["keyframes.guidance_scale=high"], "keyframes.guidance_scale must be a number"),
@@ -71,8 +71,8 @@ def test_a_preset_file_by_path_with_a_base(tmp_path):
         (["keyframes.steps=0"], "keyframes.steps must be at least 1"),
         (["fps=0"], "fps must be between"),
         (["stages=sr1,keyframes"], "out of order"),
-        (["stages=keyframes,upscale"], "unknown stage 'upscale'"),
-        (["keyframes.frames=1"], "interpolation needs at least 2 keyframes"),
+        (["stages=keyframes,upscale"], "stages name an unknown stage 'upscale'"),
+        (["keyframes.frames=1"], "keyframes.frames is 1, but interpolation needs at least 2 keyframes"),
         (["sr1.height=32", "sr1.width=32"], "sr1 size 32x32 is smaller than the keyframes"),
     ],
 )
@@ -82,6 +82,34 @@ def test_validation_names_the_key_and_the_reason(overrides, message):
     assert message in str(raised.value)
     assert "default.yaml" in raised.value.message  # the file is named
     assert raised.value.fix  # and a way out
+
+
+def test_every_problem_of_a_preset_is_named_in_one_error(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("fsp: 8\nstages: [keyframes]\nkeyframes: {frames: 0, height: 40, width: 64, steps: 0, guidance_scale: 9.0}\n")
+    with pytest.raises(InputError) as raised:
+        load_preset(str(typo))
+    message = raised.value.message
+    assert message.startswith(f"{typo}: ")
+    for problem in ("'fsp' is an unknown key", "'fps' is missing", "'interpolate' is missing", "keyframes.negative_prompt is missing"):
+        assert problem in message, message
+    assert "\n" not in message and "problems:" in message
+
+
+def test_only_the_stages_that_run_are_checked_against_each_other():
+    # One keyframe is fine when interpolation does not run, and sr1's size is not compared with keyframes
+    # that upscale never makes.
+    assert load_preset("default", ["keyframes.frames=1"], ["keyframes"]).keyframes.frames == 1
+    assert load_preset("default", ["sr1.width=16", "sr1.height=16"], ["sr1"]).sr1.width == 16
+    with pytest.raises(InputError, match="interpolation needs at least 2 keyframes"):
+        load_preset("default", ["keyframes.frames=1"], ["keyframes", "interpolate"])
+
+
+def test_a_preset_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"base: default\nkeyframes: {negative_prompt: \"caf\xe9\"}\n")
+    with pytest.raises(InputError, match=r"latin.yaml: not UTF-8 text \(byte 0xe9 at offset 47\)"):
+        load_preset(str(latin))
 
 
 def test_malformed_set_is_rejected():
@@ -98,7 +126,7 @@ def test_file_errors_name_the_file(tmp_path):
         load_preset(str(broken))
     incomplete = tmp_path / "incomplete.yaml"
     incomplete.write_text("fps: 8\n")
-    with pytest.raises(InputError, match="incomplete.yaml: missing key 'stages'"):
+    with pytest.raises(InputError, match="incomplete.yaml: 6 problems: 'stages' is missing; 'keyframes' is missing"):
         load_preset(str(incomplete))
     with pytest.raises(InputError, match="unknown preset 'nope'"):
         load_preset("nope")

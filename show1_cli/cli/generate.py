@@ -179,9 +179,7 @@ def generate(
         raise InputError("missing -o/--output", "add -o FILE.mp4")
     if from_stage is not None and resume is None:
         raise InputError("--from-stage needs --resume DIR", "add --resume with the folder given to --save-intermediates")
-    preset = load_preset(preset_name, overrides)
-    if stage_list is not None:
-        preset = preset.with_stages(stage_list)
+    preset = load_preset(preset_name, overrides, stage_list)
     if resume is None and preset.stages[0] != "keyframes":
         raise InputError(
             f"generate starts from a prompt, but stage {preset.stages[0]} needs an input video",
@@ -208,9 +206,7 @@ def generate(
 
 def with_direct_flags(preset_name: str, overrides: list[str], stages: tuple[str, ...] | None, **flags) -> list[str]:
     """The --set overrides, then those the direct flags (--steps, --width, ...) stand for, which win by coming last."""
-    preset: Preset = load_preset(preset_name, overrides)
-    if stages is not None:
-        preset = preset.with_stages(stages)
+    preset: Preset = load_preset(preset_name, overrides, stages)
     return [*overrides, *direct_overrides(preset, **flags)]
 
 

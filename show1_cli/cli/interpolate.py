@@ -72,7 +72,7 @@ def interpolate(
     from show1_cli.video import ensure_writable, read_video
 
     ensure_writable(output, overwrite)
-    preset = load_preset(preset_name, list(overrides or [])).with_stages(["interpolate"])
+    preset = load_preset(preset_name, list(overrides or []), ["interpolate"])
     video = read_video(input_path)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
     chain = make_chain(device, dtype, offload, weights_dir, {"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},

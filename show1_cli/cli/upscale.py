@@ -84,7 +84,7 @@ def upscale(
 
     stages = STAGE_CHOICES[stage]
     ensure_writable(output, overwrite)
-    preset = load_preset(preset_name, list(overrides or [])).with_stages(stages)
+    preset = load_preset(preset_name, list(overrides or []), stages)
     video = read_video(input_path)
     check_chain_sizes(video.frames.shape[-2:], preset)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
