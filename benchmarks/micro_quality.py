@@ -60,7 +60,7 @@ def main() -> int:
         import os
 
         os.environ["SHOW1_WEIGHTS_LOCK"] = str(args.weights_dir / "weights.lock")
-    preset = load_preset("micro", args.set).with_stages(args.stages.split(","))
+    preset = load_preset("micro", args.set, args.stages.split(","))
     if args.weights_dir is not None:
         import dataclasses
 
