@@ -88,6 +88,9 @@ WeightsDirOption = Annotated[
     ),
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+NoMetadataOption = Annotated[
+    bool, typer.Option("--no-metadata", help="Write no record of how the video was made: no NAME.json beside it, no tags in it.")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary; warnings and errors only.")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON summary line on stdout (output, seed, preset, seconds and peak memory per stage).")
@@ -121,14 +124,14 @@ def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: in
         if not prompt:
             raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
     if seed is None:
-        stored = video.metadata.get("seed", "")
-        seed = int(stored) if stored.isdigit() else random_seed()
+        stored = video.metadata.get("seed")
+        seed = stored if isinstance(stored, int) else random_seed()
     return prompt, seed
 
 
 def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:
     """The stages that made the input video, as its show1 metadata says (none for other files)."""
-    return [stage for stage in video.metadata.get("stages", "").split(",") if stage and stage not in running]
+    return [stage for stage in video.metadata.get("stages", []) if stage not in running]
 
 
 def configure_logging(debug: bool) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from show1_cli.chain import Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
+from show1_cli.batch import Processes, Shard, Summary, launched_processes, outcomes, parse_shard, summarise
+from show1_cli.chain import DONE, Chain, Job, batch_jobs, random_seed, read_prompts_file, resume_job
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -19,6 +22,7 @@ from show1_cli.cli.app import (
     JsonOption,
     KeepInputFramesOption,
     LosslessOption,
+    NoMetadataOption,
     OffloadOption,
     OverwriteOption,
     PresetOption,
@@ -28,11 +32,13 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    err_console,
     report_run,
 )
 from show1_cli.cli.finetune import MotionInitOption, MotionOption, MotionScaleOption, NoisePriorOption, motion_options
-from show1_cli.errors import InputError
+from show1_cli.errors import InputError, Show1Error
 from show1_cli.presets import STAGES, load_preset
+from show1_cli.record import read_recipe
 from show1_cli.runtime import resolve_runtime
 from show1_cli.weights import weights_dir_from_env
 
@@ -68,6 +74,16 @@ def generate(
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Batch: folder for the outputs; finished ones are skipped.", file_okay=False)
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="K/N", help="Batch: run only shard K (0-based) of N, e.g. one task of a SLURM array. "
+                     "Under torchrun each process also takes its share."),
+    ] = None,
+    recorded: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="VIDEO_OR_JSON", help="Make a recorded video again: prompt, seed, settings and stages from "
+                     "its record; PROMPT, --seed, --set and --stages change them.", dir_okay=False),
+    ] = None,
     save_intermediates: Annotated[
         Path | None,
         typer.Option("--save-intermediates", metavar="DIR", help="Save each stage's output (lossless video + tensor) in DIR.",
@@ -93,6 +109,7 @@ def generate(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
     weights_dir: WeightsDirOption = None,
+    no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -110,14 +127,31 @@ def generate(
       show1 generate "a panda" -o panda.mp4 --resume run/
 
       show1 generate --prompts prompts.txt --out-dir videos/ --seed 7
+
+      torchrun --nproc-per-node 4 -m show1_cli generate --prompts prompts.txt --out-dir videos/ --seed 7
+
+      show1 generate --from videos/0001-a-cat.mp4 -o again.mp4 --set sr1.steps=50
     """
-    runtime = resolve_runtime(device, dtype, offload)
+    if recorded is not None:
+        if prompts is not None or resume is not None:
+            raise InputError("--from remakes one recorded video", "drop --prompts/--resume, or drop --from")
+        recipe = read_recipe(recorded)
+        prompt = prompt if prompt is not None else recipe.prompt
+        seed = seed if seed is not None else recipe.seed
+        preset_name, overrides = recipe.preset, [*recipe.overrides, *(overrides or [])]
+        stages = stages or ",".join(recipe.stages)
+        first_frame, keep_input_frames, clean_prompt = recipe.first_frame, recipe.keep_input_frames, recipe.clean_prompt
+        motion, motion_scale, motion_init, noise_prior = recipe.motion, recipe.motion_scale, recipe.motion_init, recipe.noise_prior
+        lossless = lossless or recipe.lossless
+    processes = launched_processes(device) if prompts is not None else Processes()
+    runtime = resolve_runtime(processes.device(device), dtype, offload)
     chain = Chain(
         runtime,
         weights_dir_from_env(weights_dir),
         options={"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
                  **motion_options(motion, motion_scale, motion_init, noise_prior)},
         show_progress=not quiet and not as_json,
+        metadata=not no_metadata,
     )
     stage_list = parse_stages(stages)
     if prompts is not None:
@@ -127,24 +161,13 @@ def generate(
             raise InputError("--prompts needs --out-dir", "add --out-dir DIR for the outputs")
         if resume is not None or from_stage is not None:
             raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        batch_seed = seed if seed is not None else random_seed()
-        jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=list(overrides or []),
-                          stages=stage_list, batch_seed=batch_seed, save_intermediates=save_intermediates,
-                          lossless=lossless)
-        results = chain.run(jobs, overwrite=overwrite, skip_existing=True)
-        for result in results:
-            if result.skipped:
-                if not quiet and not as_json:
-                    logger.warning("skipped %s (exists; --overwrite redoes it)", result.output)
-                continue
-            report_run(result.output, result.job.seed, result.job.preset.name, result.reports, as_json=as_json, quiet=quiet,
-                       extra={"prompt": result.job.prompt, "frames": result.frames, "size": list(result.size)})
-        if as_json:
-            for result in results:
-                if result.skipped:
-                    typer.echo(json.dumps({"output": str(result.output), "skipped": True}))
+        run_batch(chain, processes, prompts, out_dir, shard=parse_shard(shard), preset_name=preset_name,
+                  overrides=list(overrides or []), stages=stage_list, seed=seed, save_intermediates=save_intermediates,
+                  lossless=lossless, overwrite=overwrite, quiet=quiet, as_json=as_json)
         return
+
+    if shard is not None:
+        raise InputError("--shard splits a --prompts batch", "add --prompts FILE --out-dir DIR, or drop --shard")
 
     if out_dir is not None:
         raise InputError("--out-dir is for --prompts batches", "use -o FILE for a single video")
@@ -173,3 +196,43 @@ def generate(
     report_run(result.output, job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                extra={"frames": result.frames, "size": list(result.size)})
 
+
+
+def run_batch(chain: Chain, processes: Processes, prompts: Path, out_dir: Path, *, shard: Shard, preset_name: str,
+              overrides: list[str], stages: tuple[str, ...] | None, seed: int | None, save_intermediates: Path | None,
+              lossless: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
+    """This process's share of a prompts file; the main process prints the summary of all of them."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slot = processes.shard(shard)
+    jobs, failures = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=overrides,
+                                stages=stages, batch_seed=seed if seed is not None else random_seed(),
+                                save_intermediates=save_intermediates, lossless=lossless, owns=slot.owns)
+    results = [*failures, *chain.run(jobs, overwrite=overwrite, skip_existing=True, keep_going=True)]
+    for result in results:
+        if result.status == DONE:
+            report_run(result.output, result.job.seed, result.job.preset.name, result.reports, as_json=as_json, quiet=quiet,
+                       extra={"prompt": result.job.prompt, "frames": result.frames, "size": list(result.size)})
+        elif as_json:
+            typer.echo(json.dumps({"output": str(result.output), result.status: True, "error": result.error}))
+        elif result.skipped and not quiet:
+            logger.warning("skipped %s (exists; --overwrite redoes it)", result.output)
+    mine = summarise(outcomes(results), time.perf_counter() - started)
+    everyone = summarise(processes.gather(outcomes(results)), time.perf_counter() - started)
+    processes.close()
+    if as_json:
+        typer.echo(json.dumps({"summary": mine.to_json(), "shard": str(slot)}))
+    elif processes.main and not quiet:
+        report_batch(everyone, processes.count)
+    # Under a launcher only the main process, which knows every outcome, says by its exit code that items failed.
+    if processes.main and everyone.failed:
+        raise Show1Error(f"{everyone.failed} of {everyone.done + everyone.skipped + everyone.failed} items failed",
+                         "fix what the reasons say and rerun the same command: finished items are skipped")
+
+
+def report_batch(summary: Summary, processes: int) -> None:
+    where = f" on {processes} processes" if processes > 1 else ""
+    err_console.print(f"batch{where}: {summary.done} done, {summary.skipped} skipped, {summary.failed} failed in "
+                      f"{summary.seconds:.1f} s ({summary.items_per_second:.2f} items/s)", soft_wrap=True)
+    for failure in summary.failures:
+        err_console.print(f"  [red]failed[/] {escape(str(failure['output']))}: {escape(str(failure['error']))}", soft_wrap=True)

@@ -18,6 +18,7 @@ from show1_cli.cli.app import (
     JsonOption,
     KeepInputFramesOption,
     LosslessOption,
+    NoMetadataOption,
     OffloadOption,
     OutputOption,
     OverwriteOption,
@@ -55,6 +56,7 @@ def interpolate(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
     weights_dir: WeightsDirOption = None,
+    no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -80,6 +82,7 @@ def interpolate(
         weights_dir_from_env(weights_dir),
         options={"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
         show_progress=not quiet and not as_json,
+        metadata=not no_metadata,
     )
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, preset.stages), "interpolated_from": str(input_path)})

@@ -18,6 +18,7 @@ from show1_cli.cli.app import (
     InputSeedOption,
     JsonOption,
     LosslessOption,
+    NoMetadataOption,
     OffloadOption,
     OutputOption,
     OverwriteOption,
@@ -65,6 +66,7 @@ def upscale(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
     weights_dir: WeightsDirOption = None,
+    no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -101,6 +103,7 @@ def upscale(
         wd,
         options={"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
         show_progress=not quiet and not as_json,
+        metadata=not no_metadata,
     )
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
