@@ -22,6 +22,7 @@ COMMANDS = [
     ["interpolate"],
     ["upscale"],
     ["finetune-motion"],
+    ["info"],
     ["presets", "list"],
     ["presets", "show"],
     ["weights", "list"],
