@@ -11,6 +11,7 @@ is the gather of outcomes at the end, for the summary the main process prints.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import torch
 
 from show1_cli.chain import DONE, FAILED, SKIPPED, JobResult
 from show1_cli.errors import InputError
+
+GATHER_TIMEOUT = datetime.timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,18 @@ class Processes:
             PartialState().destroy_process_group()
 
 
-def launched_processes(device: str) -> Processes:
+def launched_processes() -> Processes:
     """The launcher's processes (torchrun, accelerate launch), or this one alone when none started it."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Processes()
     from accelerate import PartialState
+    from accelerate.utils import InitProcessGroupKwargs
 
-    # Without CUDA (or with --device cpu) the processes join a CPU (gloo) group, as in training.
-    state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+    # The one collective is the small gather at the end, so the group is a CPU (gloo) one whatever the device:
+    # no GPU memory for communicators, and any number of processes per GPU. Processes that finish their
+    # share early wait there for the slowest, which may be many items behind: hence the long timeout.
+    wait = InitProcessGroupKwargs(timeout=GATHER_TIMEOUT).to_kwargs()
+    state = PartialState(cpu=True, **wait)
     return Processes(state.process_index, state.num_processes, state.local_process_index)
 
 

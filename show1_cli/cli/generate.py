@@ -143,7 +143,7 @@ def generate(
         first_frame, keep_input_frames, clean_prompt = recipe.first_frame, recipe.keep_input_frames, recipe.clean_prompt
         motion, motion_scale, motion_init, noise_prior = recipe.motion, recipe.motion_scale, recipe.motion_init, recipe.noise_prior
         lossless = lossless or recipe.lossless
-    processes = launched_processes(device) if prompts is not None else Processes()
+    processes = launched_processes() if prompts is not None else Processes()
     runtime = resolve_runtime(processes.device(device), dtype, offload)
     chain = Chain(
         runtime,
