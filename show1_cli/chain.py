@@ -9,8 +9,11 @@
   (the exact float tensor with the run's metadata). `resume_from` reads such a tensor back and continues
   with the stages after it, giving the same final video as an uninterrupted run.
 - Batches: every item gets its own seed (derived from the batch seed and the item's position unless the
-  item sets one) written into its output's metadata, so one item can be reproduced alone with
-  `show1 generate PROMPT --seed SEED`. Finished outputs are skipped unless `overwrite`.
+  item sets one) written into its output's record, so one item can be reproduced alone with
+  `show1 generate PROMPT --seed SEED`. Finished outputs are skipped unless `overwrite`. Each process of
+  a multi-process batch runs the items it owns by position (show1_cli/batch.py); an item that fails
+  (a bad line, out of memory, NaN output) is a failed result and the batch goes on.
+- Every output gets its record (show1_cli/record.py) in its tags and as a NAME.json sidecar.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from show1_cli import __version__
-from show1_cli.errors import InputError
-from show1_cli.presets import STAGES, Preset, load_preset
+from show1_cli.errors import InputError, OutputExistsError, Show1Error, StageError
+from show1_cli.files import remove_stale_partials
+from show1_cli.presets import Preset, load_preset
 from show1_cli.progress import ChainProgress, StageReport
+from show1_cli.record import build_record, complete_sidecar, sidecar_path, write_sidecar
 from show1_cli.seeds import MAX_SEED, derive_seed
 from show1_cli.weights import WeightSource, weight_source
 
@@ -40,14 +45,8 @@ logger = logging.getLogger("show1")
 
 # Stages conditioned on the show-1-base T5 embeddings (sr1 includes its IF-II-L first frame).
 T5_STAGES = ("keyframes", "interpolate", "sr1")
-# The hub components each stage loads (for the output's `weights` metadata).
-STAGE_COMPONENTS = {
-    "keyframes": ("show-1-base",),
-    "interpolate": ("show-1-base", "show-1-interpolation"),
-    "sr1": ("show-1-base", "show-1-sr1", "IF-II-L-v1.0"),
-    "sr2": ("show-1-sr2",),
-}
 FRAMES_KEY = "frames"
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
 
 def fps_after(stage: str, fps: float) -> float:
@@ -87,38 +86,62 @@ class Job:
 
 @dataclass
 class JobResult:
-    job: Job
-    output: Path
-    skipped: bool
+    """What became of one job: done, skipped (its output existed) or failed (`error` says why)."""
+
+    job: Job | None  # None for a prompts-file item that could not become a job
+    output: Path | None
+    status: str
+    error: str | None = None
     frames: int = 0
     size: tuple[int, int] = (0, 0)
     reports: list[StageReport] = field(default_factory=list)
 
+    @property
+    def skipped(self) -> bool:
+        return self.status == SKIPPED
+
 
 @dataclass
 class Chain:
-    """Runs jobs with shared models. `options` are stage options from the CLI (keep_input_frames, first_frame)."""
+    """Runs jobs with shared models. `options` are stage options from the CLI (keep_input_frames, first_frame).
+
+    `metadata`: write each output's record into the video and beside it as NAME.json (show1_cli/record.py).
+    """
 
     runtime: Runtime
     weights_dir: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
+    metadata: bool = True
 
     def __post_init__(self) -> None:
         from show1_cli.runtime import ModelStore
 
         self.models = ModelStore(self.runtime)
 
-    def run(self, jobs: list[Job], *, overwrite: bool = False, skip_existing: bool = False) -> list[JobResult]:
-        """Run every job; with `skip_existing`, jobs whose output exists are skipped (unless `overwrite`)."""
+    def run(self, jobs: list[Job], *, overwrite: bool = False, skip_existing: bool = False,
+            keep_going: bool = False) -> list[JobResult]:
+        """Run every job; with `skip_existing`, jobs whose output exists are skipped (unless `overwrite`).
+
+        With `keep_going` (batches), a job that fails (bad settings, an existing sidecar, out of memory,
+        NaN output) becomes a failed result and the next one runs; without, its error is raised.
+        """
         results: list[JobResult] = []
         pending: list[Job] = []
         for job in jobs:
             if skip_existing and not overwrite and job.output.exists():
                 logger.info("skipping %s: it exists (pass --overwrite to redo it)", job.output)
-                results.append(JobResult(job, job.output, skipped=True))
+                if self.metadata:
+                    complete_sidecar(job.output)
+                results.append(JobResult(job, job.output, SKIPPED))
                 continue
-            _ensure_writable(job.output, overwrite)
+            try:
+                self._ensure_writable(job.output, overwrite)
+            except Show1Error as error:
+                if not keep_going:
+                    raise
+                results.append(_failed(job, error))
+                continue
             pending.append(job)
         if not pending:
             return results
@@ -133,12 +156,24 @@ class Chain:
         for number, job in enumerate(pending, start=1):
             if len(pending) > 1:
                 logger.info("item %d of %d: %s", number, len(pending), job.output.name)
-            result = self._run_job(job, embeddings, weights, overwrite)
-            if text_report is not None:
-                result.reports.insert(0, text_report)
-                text_report = None  # reported with the first item that used it
-            results.append(result)
+            reports = [text_report] if text_report is not None else []  # reported with the first item that used it
+            try:
+                results.append(self._run_job(job, embeddings, weights, overwrite, reports))
+            except Exception as error:
+                if not keep_going:
+                    raise
+                results.append(_failed(job, error))
+            text_report = None
         return results
+
+    def _ensure_writable(self, output: Path, overwrite: bool) -> None:
+        from show1_cli.video import ensure_writable
+
+        ensure_writable(output, overwrite)
+        sidecar = sidecar_path(output)
+        if self.metadata and sidecar.exists() and not overwrite:
+            raise OutputExistsError(f"{sidecar} exists (the record {output.name} would get)",
+                                    "pass --overwrite to replace it, move it away, or add --no-metadata")
 
     def _encode(self, texts: list[str], weights: WeightSource) -> tuple[dict[str, torch.Tensor], StageReport | None]:
         if not texts:
@@ -153,8 +188,10 @@ class Chain:
         logger.info("text encoder: %d texts in %.1f s", len(embeddings), report.seconds)
         return embeddings, report
 
-    def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], weights: WeightSource, overwrite: bool) -> JobResult:
-        from show1_cli.stages import StageContext, run_stage
+    def _run_job(self, job: Job, embeddings: dict[str, torch.Tensor], weights: WeightSource, overwrite: bool,
+                 reports: list[StageReport]) -> JobResult:
+        from show1_cli.stages import StageContext
+        from show1_cli.video import write_video
 
         context = StageContext(
             prompt=job.prompt,
@@ -166,61 +203,46 @@ class Chain:
             text_embeddings=embeddings,
             options=dict(self.options),
         )
+        remove_stale_partials(job.output)
         video = job.video
         fps = job.fps if job.fps is not None else job.preset.fps / 4
         with ChainProgress(self.runtime, len(job.stages), show=self.show_progress) as progress:
             for stage in job.stages:
                 with progress.stage(stage) as on_step:
                     context.on_step = on_step
-                    try:
-                        video = run_stage(stage, context, video)
-                    finally:
-                        self.models.end_stage()
+                    video = _run_checked(stage, context, video)
                 fps = fps_after(stage, fps)
                 if job.save_intermediates is not None:
-                    save_intermediate(job.save_intermediates, stage, video, fps, _metadata(job, context, stage))
-        metadata = _metadata(job, context, job.stages[-1])
-        from show1_cli.video import write_video
-
-        write_video(job.output, video, fps, metadata, lossless=job.lossless, overwrite=overwrite)
-        return JobResult(job, job.output, skipped=False, frames=video.shape[0], size=(video.shape[3], video.shape[2]),
-                         reports=list(progress.reports))
-
-
-def _ensure_writable(path: Path, overwrite: bool) -> None:
-    from show1_cli.video import ensure_writable
-
-    ensure_writable(path, overwrite)
+                    record = build_record(job, context, stage, video, fps, [*reports, *progress.reports])
+                    save_intermediate(job.save_intermediates, stage, video, fps, record)
+        reports = [*reports, *progress.reports]
+        record = build_record(job, context, job.stages[-1], video, fps, reports) if self.metadata else None
+        write_video(job.output, video, fps, record, lossless=job.lossless, overwrite=overwrite)
+        if record is not None:
+            write_sidecar(job.output, record, overwrite=True)  # checked before the run; the video is the commit point
+        return JobResult(job, job.output, DONE, frames=video.shape[0], size=(video.shape[3], video.shape[2]), reports=reports)
 
 
-def _metadata(job: Job, context: StageContext, last_stage: str) -> dict[str, Any]:
-    """What an output (or intermediate) records: enough to reproduce it."""
-    ran = job.metadata.get("stages_before", []) + list(job.stages[: job.stages.index(last_stage) + 1])
-    negative = {stage: getattr(job.preset, stage).negative_prompt for stage in ran if stage in STAGES}
-    data: dict[str, Any] = {
-        "prompt": job.prompt,
-        "negative_prompt": negative,
-        "seed": job.seed,
-        "preset": job.preset.name,
-        "preset_settings": job.preset.to_dict(),
-        "stages": ",".join(ran),
-        "weights": _revisions(ran, context.weights),
-        "show1_version": __version__,
-    }
-    if "first_frame_used" in context.options:
-        data["first_frame"] = context.options["first_frame_used"]
-    if context.options.get("keep_input_frames"):
-        data["keep_input_frames"] = True
-    if context.options.get("clean_prompt"):
-        data["clean_prompt"] = True
-    data.update({key: value for key, value in job.metadata.items() if key != "stages_before"})
-    return data
+def _run_checked(stage: str, context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
+    """Run a stage (which checks its output, see `check_output`), turning running out of accelerator memory
+    into an error that says so."""
+    import torch
+
+    from show1_cli.stages import run_stage
+
+    try:
+        return run_stage(stage, context, video)
+    except torch.OutOfMemoryError:
+        raise StageError(f"out of accelerator memory in stage {stage}",
+                         "use --offload model or sequential, fewer frames or a smaller size") from None
+    finally:
+        context.models.end_stage()
 
 
-def _revisions(stages: list[str], weights: WeightSource) -> dict[str, str | None]:
-    lock = weights.lock()
-    names = dict.fromkeys(name for stage in stages for name in STAGE_COMPONENTS.get(stage, ()))
-    return {name: lock[name].revision for name in names if name in lock}
+def _failed(job: Job, error: Exception) -> JobResult:
+    reason = str(error) if isinstance(error, Show1Error) else f"internal error: {type(error).__name__}: {error}"
+    logger.error("%s failed: %s", job.output, reason, exc_info=logger.isEnabledFor(logging.DEBUG))
+    return JobResult(job, job.output, FAILED, error=reason)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,11 +341,18 @@ def resume_point(folder: Path, stages: tuple[str, ...], from_stage: str | None) 
 
 @dataclass(frozen=True)
 class PromptItem:
+    """One item of a prompts file; a line that cannot be used keeps its `error` and fails alone."""
+
     prompt: str
     line: int
+    index: int = 0  # position among the file's items (0-based): its default seed and file name derive from it
     seed: int | None = None
     overrides: tuple[str, ...] = ()
     output: str | None = None
+    error: str | None = None
+
+    def output_name(self) -> str:
+        return self.output or f"{self.index + 1:04d}-{slug(self.prompt or 'bad-line')}.mp4"
 
 
 def read_prompts_file(path: Path) -> list[PromptItem]:
@@ -339,7 +368,12 @@ def read_prompts_file(path: Path) -> list[PromptItem]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        items.append(_parse_prompt_line(path, number, line) if line.startswith("{") else PromptItem(line, number))
+        index = len(items)
+        try:
+            item = _parse_prompt_line(path, number, line) if line.startswith("{") else PromptItem(line, number)
+        except InputError as error:
+            item = PromptItem("", number, error=str(error))
+        items.append(replace(item, index=index))
     if not items:
         raise InputError(f"prompts file {path} has no prompts", "write one prompt per line")
     return items
@@ -368,7 +402,7 @@ def _parse_prompt_line(path: Path, number: int, line: str) -> PromptItem:
     output = data.get("output")
     if output is not None and (not isinstance(output, str) or Path(output).is_absolute() or ".." in Path(output).parts):
         raise InputError(f"{where}: \"output\" must be a file name inside --out-dir", 'write "output": "name.mp4"')
-    return PromptItem(prompt.strip(), number, seed, tuple(overrides), output)
+    return PromptItem(prompt.strip(), number, seed=seed, overrides=tuple(overrides), output=output)
 
 
 def slug(text: str, length: int = 40) -> str:
@@ -385,23 +419,38 @@ def batch_jobs(
     batch_seed: int,
     save_intermediates: Path | None,
     lossless: bool = False,
-) -> list[Job]:
-    """One job per prompt-file item: its own preset (CLI --set, then the item's "set"), seed and output."""
-    jobs = []
-    outputs: dict[Path, int] = {}
-    for index, item in enumerate(items):
-        item_sets_stages = any(override.startswith("stages=") for override in item.overrides)
-        preset = load_preset(preset_name, [*overrides, *item.overrides], None if item_sets_stages else stages)
-        seed = item.seed if item.seed is not None else derive_seed(batch_seed, index)
-        output = out_dir / (item.output or f"{index + 1:04d}-{slug(item.prompt)}.mp4")
-        if output in outputs:
-            raise InputError(f"prompts file lines {outputs[output]} and {item.line} both write {output.name}",
+    owns: Callable[[int], bool] = lambda index: True,
+) -> tuple[list[Job], list[JobResult]]:
+    """The jobs of the prompt-file items this process `owns` (by index), and the failures of those that cannot run.
+
+    Each job gets its own preset (CLI --set, then the item's "set"), seed and output.
+    """
+    outputs: dict[str, int] = {}
+    for item in items:
+        name = item.output_name()
+        if name in outputs:
+            raise InputError(f"prompts file lines {outputs[name]} and {item.line} both write {name}",
                              'give one of them its own "output"')
-        outputs[output] = item.line
+        outputs[name] = item.line
+    jobs, failures = [], []
+    for item in items:
+        if not owns(item.index):
+            continue
+        output = out_dir / item.output_name()
+        if item.error is not None:
+            failures.append(JobResult(None, output, FAILED, error=item.error))
+            continue
+        item_sets_stages = any(override.startswith("stages=") for override in item.overrides)
+        try:
+            preset = load_preset(preset_name, [*overrides, *item.overrides], None if item_sets_stages else stages)
+        except InputError as error:
+            failures.append(JobResult(None, output, FAILED, error=f"line {item.line}: {error}"))
+            continue
+        seed = item.seed if item.seed is not None else derive_seed(batch_seed, item.index)
         folder = save_intermediates / output.stem if save_intermediates is not None else None
         jobs.append(Job(item.prompt, seed, output, preset, save_intermediates=folder, lossless=lossless,
-                        metadata={"batch_seed": batch_seed, "batch_item": index + 1, "batch_line": item.line}))
-    return jobs
+                        metadata={"batch_seed": batch_seed, "batch_item": item.index + 1, "batch_line": item.line}))
+    return jobs, failures
 
 
 def resume_job(

@@ -15,6 +15,11 @@ DTYPES = dict(zip(choices.DTYPES, (torch.float16, torch.bfloat16, torch.float32)
 OFFLOAD_MODES = choices.OFFLOAD_MODES
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The --dtype name of a torch dtype (fp16, bf16, fp32)."""
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The device and dtype models run in, and how they are offloaded between uses.

@@ -19,11 +19,12 @@ Writing
     * Frames are clamped to [-1, 1] and rounded to uint8 (`round((x + 1) * 127.5)`), so a uint8 frame
       read back by `read_video` and written losslessly again is unchanged.
     * The frame rate may be fractional (7.5): it becomes an exact rational time base.
-    * Metadata: the mapping is stored as one JSON object in the container tag `show1` (for MP4 through
-      `movflags=use_metadata_tags`, which keeps arbitrary tags); the prompt is also put into the
-      standard `title` tag so ordinary players show it. Values that are not strings are stored as their
-      JSON text (seed 3 -> "3", a dict of weight revisions -> its JSON).
-    * Atomic: the file is written to a hidden temporary file next to the target
+    * Metadata: the mapping is stored as one typed JSON object in the container tag `show1` (for MP4
+      through `movflags=use_metadata_tags`, which keeps arbitrary tags): numbers stay numbers, lists and
+      objects stay JSON, nothing is a JSON string inside a string. Readable copies go into the standard
+      tags players and ffprobe show: `title` (the `prompt`), `comment` (the `summary`) and
+      `creation_time` (the `created` time), when the mapping has those keys.
+    * Atomic (show1_cli/files.py): the file is written to a hidden temporary file next to the target
       (`.<name>.partial-<random>`), flushed to disk, then moved into place. On any failure, Ctrl-C
       included, the temporary file is removed and nothing is left at the target. Without `overwrite`
       an existing target is refused before encoding and again at the moment of the move (the move is
@@ -31,7 +32,8 @@ Writing
 
 Reading
     Any file PyAV can decode: all frames of the first video stream, converted to RGB, with the stream's
-    average frame rate, and the metadata `show1` stored (an empty dict for other files).
+    average frame rate, and the metadata `show1` stored (an empty dict for other files). `probe_video`
+    reads the same facts (frame count, size, rate, codec, metadata) without decoding a frame.
 """
 
 from __future__ import annotations
@@ -41,17 +43,18 @@ import json
 import logging
 import math
 import os
-import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 
-from .errors import InputError, OutputExistsError
+from .errors import InputError
+from .files import atomic_output, exists_error
 
 if TYPE_CHECKING:  # torch loads when frames are decoded or encoded, so that checking paths stays fast
     import torch
@@ -62,6 +65,8 @@ logger = logging.getLogger("show1.video")
 CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
 #: The container tag holding show1's metadata as a JSON object.
 METADATA_TAG = "show1"
+#: The standard container tags filled from the metadata (tag -> key), for players, ffprobe and exiftool.
+READABLE_TAGS = {"title": "prompt", "comment": "summary", "creation_time": "created"}
 #: Frame rate used for decoded files that carry none (single images).
 DEFAULT_FPS = 8.0
 #: The most decoded frames (as float32, the form stages take) an input video may come to; every stage's
@@ -82,7 +87,23 @@ class Video:
 
     frames: torch.Tensor
     fps: float
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """What a video file's headers and packets tell without decoding: frames, size, rate, codec, show1 metadata."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float
+    codec: str
+    metadata: dict[str, Any]
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.fps
 
 
 @dataclass(frozen=True)
@@ -99,24 +120,10 @@ def read_video(path: Path) -> Video:
     """Decode every frame of the first video stream of `path`.
 
     Raises `InputError` when the file is missing, is not a file, cannot be decoded, has no video stream
-    or no frames.
+    or no frames, or would decode to more than `MAX_DECODED_BYTES`.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input video {path} does not exist", "check the path, or create it with `show1 generate`")
-    if not path.is_file():
-        raise InputError(f"input video {path} is not a file", "pass the path of a video file")
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"cannot read {path} as a video ({_reason(exc)})",
-            "pass a video file PyAV/FFmpeg can decode, such as an .mp4 written by show1",
-        ) from exc
-    try:
-        if not container.streams.video:
-            raise InputError(f"{path} has no video stream", "pass a file that contains video")
-        stream = container.streams.video[0]
+    with _open_video(path) as (container, stream):
         stream.thread_type = "AUTO"
         codec = stream.codec_context  # None in some corrupt files
         declared_bytes = _FLOAT_BYTES * 3 * (codec.width * codec.height if codec else 0) * max(stream.frames, 1)
@@ -131,10 +138,7 @@ def read_video(path: Path) -> Video:
                 if decoded_bytes > MAX_DECODED_BYTES:
                     raise _too_large(path, decoded_bytes)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise InputError(
-                f"cannot decode the video in {path} ({_reason(exc)})",
-                "the file may be truncated or corrupt; regenerate it or pass another file",
-            ) from exc
+            raise _corrupt(path, exc) from exc
         if not arrays:
             raise InputError(f"{path} contains no video frames", "pass a file with at least one frame")
         if stream.frames > len(arrays):
@@ -142,13 +146,52 @@ def read_video(path: Path) -> Video:
                            path, len(arrays), stream.frames)
         fps = _stream_fps(stream, path)
         metadata = _parse_metadata(container.metadata, path)
-    finally:
-        container.close()
-    import torch
+    import torch  # after the checks, so that a bad input answers fast
 
     data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     frames = data.to(torch.float32) / 127.5 - 1.0
     return Video(frames=frames, fps=fps, metadata=metadata)
+
+
+def probe_video(path: Path) -> VideoFacts:
+    """The facts of `path`'s first video stream, counting its packets instead of decoding frames."""
+    path = Path(path)
+    with _open_video(path) as (container, stream):
+        context = stream.codec_context
+        if context is None:
+            raise _corrupt(path, ValueError("no codec parameters"))
+        try:
+            frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError as exc:
+            raise _corrupt(path, exc) from exc
+        return VideoFacts(frames, context.width, context.height, _stream_fps(stream, path), context.name,
+                          _parse_metadata(container.metadata, path))
+
+
+@contextmanager
+def _open_video(path: Path) -> Iterator[tuple[Any, Any]]:
+    if not path.exists():
+        raise InputError(f"input video {path} does not exist", "check the path, or create it with `show1 generate`")
+    if not path.is_file():
+        raise InputError(f"input video {path} is not a file", "pass the path of a video file")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot read {path} as a video ({_reason(exc)})",
+            "pass a video file PyAV/FFmpeg can decode, such as an .mp4 written by show1",
+        ) from exc
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path} has no video stream", "pass a file that contains video")
+        yield container, container.streams.video[0]
+    finally:
+        container.close()
+
+
+def _corrupt(path: Path, exc: BaseException) -> InputError:
+    return InputError(f"cannot decode the video in {path} ({_reason(exc)})",
+                      "the file may be truncated or corrupt; regenerate it or pass another file")
 
 
 def _too_large(path: Path, size: int) -> InputError:
@@ -164,7 +207,7 @@ def _stream_fps(stream, path: Path) -> float:
     return DEFAULT_FPS
 
 
-def _parse_metadata(tags: Mapping[str, str], path: Path) -> dict[str, str]:
+def _parse_metadata(tags: Mapping[str, str], path: Path) -> dict[str, Any]:
     # Matroska upper-cases tag names; look the tag up without regard to case.
     raw = next((value for key, value in tags.items() if key.lower() == METADATA_TAG), None)
     if raw is None:
@@ -177,7 +220,7 @@ def _parse_metadata(tags: Mapping[str, str], path: Path) -> dict[str, str]:
     if not isinstance(parsed, dict):
         logger.warning("ignoring unreadable show1 metadata in %s", path)
         return {}
-    return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in parsed.items()}
+    return parsed
 
 
 def _reason(exc: BaseException) -> str:
@@ -208,14 +251,14 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a folder", "choose a file name ending in .mp4 or .mkv")
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o")
+        raise exists_error(path)
 
 
 def write_video(
     path: Path,
     frames: torch.Tensor,
     fps: float,
-    metadata: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
     *,
     lossless: bool = False,
     overwrite: bool = False,
@@ -233,20 +276,8 @@ def write_video(
     height, width = pixels.shape[1:3]
     encoding = _choose_encoding(lossless, width, height)
 
-    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
-    try:
+    with atomic_output(path, overwrite) as temp:
         _encode(temp, container_format, encoding, pixels, rate, tags)
-        _fsync(temp)
-        _move_into_place(temp, path, overwrite)
-    except BaseException:
-        try:
-            temp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:  # pragma: no cover - nothing better to do while already failing
-            logger.warning("could not remove temporary file %s", temp)
-        raise
-    _fsync_dir(path.parent)
     logger.info("wrote %s (%d frames, %dx%d, %g fps, %s)", path, len(pixels), width, height, float(rate), encoding.codec)
     return path
 
@@ -275,17 +306,16 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     return data.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def _metadata_tags(metadata: Mapping[str, str] | None) -> dict[str, str]:
+def _metadata_tags(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     if not metadata:
         return {}
-    clean: dict[str, str] = {}
-    for key, value in metadata.items():
+    for key in metadata:
         if not isinstance(key, str):
             raise TypeError(f"metadata keys must be strings, got {key!r}")
-        clean[key] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    tags = {METADATA_TAG: json.dumps(clean, ensure_ascii=False, sort_keys=True)}
-    if clean.get("prompt"):
-        tags["title"] = clean["prompt"]
+    tags = {METADATA_TAG: json.dumps(metadata, ensure_ascii=False, sort_keys=True)}
+    for tag, key in READABLE_TAGS.items():
+        if metadata.get(key):
+            tags[tag] = str(metadata[key])
     return tags
 
 
@@ -350,42 +380,3 @@ def _encode(
             frame.time_base = stream.codec_context.time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(temp, path)
-        return
-    # A hard link never replaces an existing file, so a target created since `ensure_writable` is kept.
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o") from None
-    except OSError:
-        # The file system has no hard links: check once more, then rename.
-        if path.exists() or path.is_symlink():
-            raise OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o") from None
-        os.replace(temp, path)
-        return
-    temp.unlink()

@@ -20,6 +20,7 @@ This module is library code: no typer or rich here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -98,6 +99,11 @@ class Component:
     @property
     def url(self) -> str:
         return f"https://huggingface.co/{self.repo_id}"
+
+    def lock_sha256(self) -> str:
+        """A hash of this component's lock entry (revision, files, sizes, hashes): the exact pin a run used."""
+        entry = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(entry.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ def test_keyframes_interpolate_writes_29_frames(full_run: dict) -> None:
     video = read_video(full_run["output"])
     assert video.frames.shape == (29, 3, 16, 32)
     assert video.fps == pytest.approx(8.0)
-    assert video.metadata["stages"] == "keyframes,interpolate"
-    assert json.loads(video.metadata["weights"]).keys() == {"show-1-base", "show-1-interpolation"}
+    assert video.metadata["stages"] == ["keyframes", "interpolate"]
+    assert video.metadata["weights"].keys() == {"show-1-base", "show-1-interpolation"}
     assert list(full_run["summary"]["stages"]) == ["text", "keyframes", "interpolate"]
 
 
@@ -63,8 +63,8 @@ def test_resume_from_stage_gives_the_uninterrupted_video(full_run: dict) -> None
     assert result.exit_code == 0, result.output
     resumed = read_video(output)
     assert torch.equal(resumed.frames, read_video(full_run["output"]).frames)
-    assert resumed.metadata["seed"] == "21" and resumed.metadata["prompt"] == PROMPT  # taken from the saved run
-    assert resumed.metadata["stages"] == "keyframes,interpolate"
+    assert resumed.metadata["seed"] == 21 and resumed.metadata["prompt"] == PROMPT  # taken from the saved run
+    assert resumed.metadata["stages"] == ["keyframes", "interpolate"]
 
 
 def test_resume_continues_after_the_last_saved_stage(full_run: dict) -> None:
@@ -113,11 +113,12 @@ def test_prompts_file_makes_one_output_per_line_and_rerun_skips(tiny_weights: Pa
     out_dir = tmp_path / "videos"
     result = run_cli("generate", "--prompts", prompts, "--out-dir", out_dir, "--seed", 7, "--lossless", *BATCH)
     assert result.exit_code == 0, result.output
-    outputs = sorted(out_dir.iterdir())
+    outputs = sorted(out_dir.glob("*.mp4"))
     assert [path.name for path in outputs] == ["0001-a-cat-walking-on-the-grass.mp4", "0003-a-red-car-at-night.mp4", "dog.mp4"]
+    assert sorted(path.name for path in out_dir.glob("*.json")) == [path.with_suffix(".json").name for path in outputs]
     cat, car, dog = (read_video(path) for path in outputs)
-    assert cat.metadata["seed"] == str(derive_seed(7, 0)) and car.metadata["seed"] == str(derive_seed(7, 2))
-    assert dog.metadata["seed"] == "99" and dog.frames.shape[0] == 3 and cat.frames.shape[0] == 2
+    assert cat.metadata["seed"] == derive_seed(7, 0) and car.metadata["seed"] == derive_seed(7, 2)
+    assert dog.metadata["seed"] == 99 and dog.frames.shape[0] == 3 and cat.frames.shape[0] == 2
 
     # One item reproduced alone from the seed in its metadata.
     alone = tmp_path / "alone.mp4"
@@ -129,7 +130,9 @@ def test_prompts_file_makes_one_output_per_line_and_rerun_skips(tiny_weights: Pa
     stamps = {path: path.stat().st_mtime_ns for path in outputs}
     result = run_cli("generate", "--prompts", prompts, "--out-dir", out_dir, "--seed", 7, "--json", *BATCH)
     assert result.exit_code == 0, result.output
-    assert [json.loads(line)["skipped"] for line in result.stdout.strip().splitlines()] == [True] * 3
+    *items, summary = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [item["skipped"] for item in items] == [True] * 3
+    assert summary["summary"]["skipped"] == 3 and summary["summary"]["done"] == summary["summary"]["failed"] == 0
     assert {path: path.stat().st_mtime_ns for path in outputs} == stamps
 
 
@@ -150,10 +153,10 @@ def test_batch_loads_models_and_text_encoder_once(tiny_weights: Path, tmp_path: 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("one\ntwo\nthree\n", encoding="utf-8")
     items = read_prompts_file(prompts)
-    jobs = batch_jobs(items, tmp_path, preset_name="default", overrides=BATCH[2:][1::2], stages=("keyframes",),
+    jobs, failures = batch_jobs(items, tmp_path, preset_name="default", overrides=BATCH[2:][1::2], stages=("keyframes",),
                       batch_seed=1, save_intermediates=None)
     results = Chain(resolve_runtime("cpu", "fp32", "none"), tiny_weights, show_progress=False).run(jobs, skip_existing=True)
-    assert [result.skipped for result in results] == [False] * 3
+    assert [result.skipped for result in results] == [False] * 3 and failures == []
     assert counts == {"load_unet": 1, "encode_texts": 1}
 
 
@@ -177,10 +180,10 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
 )
 def test_bad_prompts_file_lines_name_the_line(tmp_path: Path, line: str, message: str) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(f"fine prompt\n{line}\n", encoding="utf-8")
-    with pytest.raises(InputError, match=message) as error:
-        read_prompts_file(prompts)
-    assert ":2:" in error.value.message
+    prompts.write_text(f"fine prompt\n{line}\nlast prompt\n", encoding="utf-8")
+    fine, bad, last = read_prompts_file(prompts)
+    assert fine.error is None and last.error is None and (fine.index, bad.index, last.index) == (0, 1, 2)
+    assert message in bad.error and ":2:" in bad.error
 
 
 def test_prompts_file_options_conflict(tiny_weights: Path, tmp_path: Path) -> None:

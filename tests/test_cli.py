@@ -23,6 +23,7 @@ COMMANDS = [
     ["interpolate"],
     ["upscale"],
     ["finetune-motion"],
+    ["info"],
     ["presets", "list"],
     ["presets", "show"],
     ["weights", "list"],
@@ -194,3 +195,36 @@ def test_help_has_no_type_placeholders(command):
 @pytest.mark.parametrize("command", list(USAGE), ids=" ".join)
 def test_usage_line_names_arguments_plainly(command):
     assert f"Usage: {USAGE[command]}" in help_text(command)
+
+
+def test_a_prompt_with_bytes_that_are_not_utf8_is_refused(tmp_path):
+    # What Python makes of `show1 generate $'a \xff\xfe cat'`: lone surrogates (surrogateescape).
+    result = runner.invoke(app, ["generate", "a \udcff\udcfe cat", "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 2, result.output
+    assert "prompt holds bytes that are not UTF-8 text (at character 2)" in " ".join(result.output.split())
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_sigterm_mid_run_exits_143_and_leaves_no_partial_file(tiny_weights_dir, tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SHOW1_WEIGHTS_DIR": str(tiny_weights_dir),
+           "SHOW1_WEIGHTS_LOCK": str(tiny_weights_dir / "weights.lock"), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    output = tmp_path / "out.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "show1_cli", "generate", "a cat", "-o", str(output), "--stages", "keyframes",
+         "--set", "keyframes.steps=100000", "--set", "keyframes.frames=2", "--set", "keyframes.height=16", "--set", "keyframes.width=32"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # off a terminal, every stage start is one plain line
+        lines.append(process.stderr.readline())
+        if "keyframes: started" in lines[-1]:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 143, "".join(lines) + rest
+    assert "terminated" in rest and "Traceback" not in rest
+    assert list(tmp_path.iterdir()) == []  # no output, no .out.mp4.partial-*

@@ -150,6 +150,9 @@ def test_motion_scale_0_reproduces_the_base_output_and_1_differs(tiny_weights, u
     assert torch.equal(generate(tmp_path / "zero.mp4", "--motion", adapter, "--motion-scale", 0), base_video)
     tuned_video = generate(tmp_path / "one.mp4", "--motion", adapter)
     assert not torch.equal(tuned_video, base_video)
+    recorded = read_video(tmp_path / "one.mp4").metadata["motion"]
+    assert recorded == {"adapter": str(adapter), "sha256": file_sha256(adapter), "scale": 1.0, "init": "noise", "noise_prior": 1.0}
+    assert torch.equal(generate(tmp_path / "again.mp4", "--from", tmp_path / "one.mp4"), tuned_video)  # the adapter comes along
 
     halfway = load_unet(tiny_weights / BASE)
     apply_motion_adapter(halfway, adapter, 0.5, get_component(BASE))

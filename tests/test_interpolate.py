@@ -102,7 +102,7 @@ def test_interpolate_command_makes_4n_minus_3_frames(keyframes_file: Path, tmp_p
     assert video.frames.shape == (29, 3, 16, 32)
     assert video.fps == pytest.approx(source.fps * 4)
     assert video.metadata["prompt"] == PROMPT  # taken from the input's metadata
-    assert video.metadata["stages"] == "keyframes,interpolate"
+    assert video.metadata["stages"] == ["keyframes", "interpolate"]
 
 
 def test_interpolate_keep_input_frames_keeps_frames_0_4_8(keyframes_file: Path, tmp_path: Path) -> None:

@@ -52,8 +52,8 @@ def test_generate_keyframes_writes_the_preset_frames(keyframe_videos: dict[str, 
     assert video.frames.shape == (8, 3, 16, 32)  # preset frames, --set height/width
     assert video.fps == pytest.approx(2.0)  # 8 keyframes span the 8 fps clip's 3.5 s
     assert video.metadata["prompt"] == "a panda eating bamboo"
-    assert video.metadata["seed"] == "1"
-    assert video.metadata["stages"] == "keyframes"
+    assert video.metadata["seed"] == 1
+    assert video.metadata["stages"] == ["keyframes"]
 
 
 def test_same_seed_same_video_other_seed_another(keyframe_videos: dict[str, Path]) -> None:

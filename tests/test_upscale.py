@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ SMALL_SR1 = [arg for item in ("keyframes.height=16", "keyframes.width=32", "sr1.
                               "sr1.stride=3") for arg in ("--set", item)] + FAST_SR1
 
 
-def graded_clip(path: Path, frames: int, height: int, width: int, metadata: dict[str, str] | None = None) -> Path:
+def graded_clip(path: Path, frames: int, height: int, width: int, metadata: dict[str, Any] | None = None) -> Path:
     """A clip whose frames are told apart by their flat level (frame i at levels[i]), written losslessly."""
     levels = torch.linspace(-0.9, 0.9, frames)
     write_video(path, levels.view(frames, 1, 1, 1).expand(frames, 3, height, width), 8.0, metadata or {}, lossless=True)
@@ -47,19 +48,19 @@ def windows_seen(monkeypatch):
     return calls
 
 
-def metadata_of(path: Path) -> dict[str, str]:
+def metadata_of(path: Path) -> dict[str, Any]:
     return read_video(path).metadata
 
 
 def test_sr1_on_29_frames_gives_29_frames_at_256x160_with_seamless_windows(tiny_weights, tmp_path, windows_seen):
-    clip = graded_clip(tmp_path / "in.mp4", 29, 40, 64, {"prompt": "a cat walking on the grass", "seed": "7"})
+    clip = graded_clip(tmp_path / "in.mp4", 29, 40, 64, {"prompt": "a cat walking on the grass", "seed": 7})
     out = tmp_path / "out.mp4"
     result = run_cli("upscale", clip, "-o", out, "--stage", "sr1", "--lossless", "--set", "sr1.guidance_scale=1", *FAST_SR1)
     assert result.exit_code == 0, result.output
     video = read_video(out)
     assert video.frames.shape == (29, 3, 160, 256)
     assert video.fps == 8.0
-    assert video.metadata["prompt"] == "a cat walking on the grass" and video.metadata["seed"] == "7"
+    assert video.metadata["prompt"] == "a cat walking on the grass" and video.metadata["seed"] == 7
     assert video.metadata["first_frame"] == "if"
 
     spans = sr1.windows(29, 8, 7)
@@ -122,7 +123,7 @@ def test_sr2_gives_the_target_size_and_frame_count(tiny_weights, tmp_path):
     assert summary["frames"] == 3 and summary["size"] == [576, 320] and "first_frame" not in summary
     video = read_video(out)
     assert video.frames.shape == (3, 3, 320, 576)
-    assert video.metadata["stages"] == "sr2" and video.metadata["prompt"] == "a dog"
+    assert video.metadata["stages"] == ["sr2"] and video.metadata["prompt"] == "a dog"
 
 
 def test_sizes_and_prompt_are_checked_before_any_model_loads(tiny_weights, tmp_path):
@@ -151,5 +152,5 @@ def test_default_chain_makes_29_frames_at_576x320(tiny_weights, tmp_path):
     video = read_video(out)
     assert video.frames.shape == (29, 3, 320, 576)
     assert video.fps == 8.0
-    assert video.metadata["prompt"] == "a panda taking a selfie" and video.metadata["seed"] == "3"
-    assert video.metadata["stages"] == "keyframes,interpolate,sr1,sr2" and video.metadata["first_frame"] == "if"
+    assert video.metadata["prompt"] == "a panda taking a selfie" and video.metadata["seed"] == 3
+    assert video.metadata["stages"] == ["keyframes", "interpolate", "sr1", "sr2"] and video.metadata["first_frame"] == "if"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from show1_cli import files as files_module
 from show1_cli import video as video_module
 from show1_cli.errors import InputError, OutputExistsError
 from show1_cli.video import Video, ensure_writable, read_video, write_video
@@ -19,11 +20,11 @@ from show1_cli.video import Video, ensure_writable, read_video, write_video
 METADATA = {
     "prompt": 'a "cat" says \'miaou\' — 猫, ü; {json}',
     "negative_prompt": "low resolution, blur",
-    "seed": "42",
+    "seed": 42,
     "preset": "fast",
-    "stage": "keyframes",
-    "weights": json.dumps({"showlab/show-1-base": "0123abcd"}),
-    "show1_version": "0.1.0",
+    "stages": ["keyframes"],
+    "weights": {"showlab/show-1-base": {"revision": "0123abcd", "lock_sha256": None}},
+    "guidance_scale": 9.5,
 }
 
 
@@ -135,7 +136,7 @@ def test_values_clamped_and_non_string_metadata(tmp_path):
     video = read_video(out)
     assert video.frames.min() >= -1 and video.frames.max() <= 1
     assert video.frames[0, 0, 0, 0] == pytest.approx(0.0, abs=1 / 127.5)
-    assert video.metadata == {"seed": "7", "weights": '{"base": "abc"}'}
+    assert video.metadata == {"seed": 7, "weights": {"base": "abc"}}
 
 
 def test_odd_size_keeps_dimensions(tmp_path, caplog):
@@ -253,7 +254,7 @@ def test_failure_mid_write_keeps_existing_file_with_overwrite(tmp_path, monkeypa
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(video_module, "_fsync", boom)  # after encoding, before the rename
+    monkeypatch.setattr(files_module, "_fsync", boom)  # after encoding, before the rename
     with pytest.raises(RuntimeError):
         write_video(out, smooth_frames(2), 8, overwrite=True)
     assert out.read_bytes() == b"old"

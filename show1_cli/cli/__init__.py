@@ -1,6 +1,6 @@
 """The `show1` command line: a thin Typer layer over presets, weights, stages and video files."""
 
-from show1_cli.cli import finetune, generate, interpolate, presets, toyworld, train, upscale, weights  # noqa: F401  (registers commands)
+from show1_cli.cli import finetune, generate, info, interpolate, presets, toyworld, train, upscale, weights  # noqa: F401  (registers commands)
 from show1_cli.cli.app import app
 
 app.add_typer(presets.app, name="presets")

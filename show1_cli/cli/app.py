@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -94,6 +97,9 @@ WeightsDirOption = Annotated[
     ),
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
+NoMetadataOption = Annotated[
+    bool, typer.Option("--no-metadata", help="Write no record of how the video was made: no NAME.json beside it, no tags in it.")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display and no summary; warnings and errors only.")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON summary line on stdout (output, seed, preset, seconds and peak memory per stage).")
@@ -129,23 +135,25 @@ def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: in
         if not prompt:
             raise InputError(f"{input_path} carries no prompt (it was not written by show1)", 'pass --prompt "what the video shows"')
     if seed is None:
-        stored = video.metadata.get("seed", "")
-        seed = int(stored) if stored.isdigit() else random_seed()
+        stored = video.metadata.get("seed")
+        seed = stored if isinstance(stored, int) else random_seed()
     return prompt, seed
 
 
-def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, options: dict[str, Any], *, show_progress: bool):
+def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, options: dict[str, Any], *, show_progress: bool,
+               metadata: bool = True):
     """The chain runner for a command's checked input; this is where torch and the model libraries load."""
     from show1_cli.chain import Chain
     from show1_cli.runtime import resolve_runtime
     from show1_cli.weights import weights_dir_from_env
 
-    return Chain(resolve_runtime(device, dtype, offload), weights_dir_from_env(weights_dir), options=options, show_progress=show_progress)
+    return Chain(resolve_runtime(device, dtype, offload), weights_dir_from_env(weights_dir), options=options, show_progress=show_progress,
+                 metadata=metadata)
 
 
 def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:
     """The stages that made the input video, as its show1 metadata says (none for other files)."""
-    return [stage for stage in video.metadata.get("stages", "").split(",") if stage and stage not in running]
+    return [stage for stage in video.metadata.get("stages", []) if stage not in running]
 
 
 def configure_logging(debug: bool) -> None:
@@ -164,10 +172,44 @@ def check_seed(seed: int | None) -> None:
         raise InputError(f"--seed {seed} is out of range", f"use a seed from 0 to {MAX_SEED}")
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's stop, `kill`), raised where the process is, so that it unwinds like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `Terminated`: atomic writes remove their partial files on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_text(arguments: dict[str, Any]) -> None:
+    """Every text argument must be text: a shell can hand over bytes that are not UTF-8 (Python keeps them as
+    lone surrogates), which no tokenizer or metadata writer takes."""
+    for name, value in arguments.items():
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    raise InputError(f"{name.replace('_', ' ')} holds bytes that are not UTF-8 text (at character {error.start})",
+                                     "pass UTF-8 text (check the terminal's or the script's encoding)") from None
+
+
 def command(function: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a command: set up logging, and turn failures into one line and an exit code.
 
-    Show1Error -> its message and fix, exit 2 (bad input) or 1; Ctrl-C -> exit 130; any other exception is
+    Show1Error -> its message and fix, exit 2 (bad input) or 1; Ctrl-C -> exit 130, SIGTERM -> 143; any other exception is
     a bug: one line pointing at --debug, which re-raises everything with its traceback.
     """
 
@@ -176,17 +218,21 @@ def command(function: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(kwargs.get("debug", False))
         configure_logging(debug)
         try:
-            check_seed(kwargs.get("seed"))
-            return function(*args, **kwargs)
+            with terminate_as_interrupt():
+                check_seed(kwargs.get("seed"))
+                check_text(kwargs)
+                return function(*args, **kwargs)
         except Show1Error as error:
             if debug:
                 raise
             fix = f" [dim]({error.fix})[/]" if error.fix else ""
             err_console.print(f"[bold red]error:[/] {error.message}{fix}", soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]: nothing was written", soft_wrap=True)
-            raise typer.Exit(130) from None
+        except (KeyboardInterrupt, Terminated) as stop:
+            what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
+            err_console.print(f"[bold red]{what}[/]: the file being written was removed; finished outputs, saved "
+                              "intermediates and checkpoints are kept", soft_wrap=True)
+            raise typer.Exit(130 if isinstance(stop, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
         except Exception as error:  # a bug: keep the user's terminal readable unless they ask for details
             if debug:
                 raise

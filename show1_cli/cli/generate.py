@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from show1_cli.cli.app import (
     CleanPromptOption,
@@ -18,6 +20,7 @@ from show1_cli.cli.app import (
     JsonOption,
     KeepInputFramesOption,
     LosslessOption,
+    NoMetadataOption,
     OffloadOption,
     OverwriteOption,
     PresetOption,
@@ -27,13 +30,18 @@ from show1_cli.cli.app import (
     WeightsDirOption,
     app,
     command,
+    err_console,
     make_chain,
     report_run,
 )
 from show1_cli.cli.finetune import MotionInitOption, MotionOption, MotionScaleOption, NoisePriorOption, motion_options
-from show1_cli.errors import InputError
+from show1_cli.errors import InputError, Show1Error
 from show1_cli.presets import PIXEL_STAGES, STAGES, Preset, direct_overrides, load_preset
 from show1_cli.seeds import MAX_SEED, random_seed
+
+if TYPE_CHECKING:
+    from show1_cli.batch import Processes, Shard, Summary
+    from show1_cli.chain import Chain
 
 logger = logging.getLogger("show1")
 
@@ -93,6 +101,16 @@ def generate(
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Batch: folder for the outputs; finished ones are skipped.", file_okay=False)
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", metavar="K/N", help="Batch: run only shard K (0-based) of N, e.g. one task of a SLURM array. "
+                     "Under torchrun each process also takes its share."),
+    ] = None,
+    recorded: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="VIDEO_OR_JSON", help="Make a recorded video again: prompt, seed, settings and stages from "
+                     "its record; PROMPT, --seed, --set and --stages change them.", dir_okay=False),
+    ] = None,
     save_intermediates: Annotated[
         Path | None,
         typer.Option("--save-intermediates", metavar="DIR", help="Save each stage's output (lossless video + tensor) in DIR.",
@@ -118,6 +136,7 @@ def generate(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
     weights_dir: WeightsDirOption = None,
+    no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -135,10 +154,28 @@ def generate(
       show1 generate "a panda" -o panda.mp4 --resume run/
 
       show1 generate --prompts prompts.txt --out-dir videos/ --seed 7
+
+      torchrun --nproc-per-node 4 -m show1_cli generate --prompts prompts.txt --out-dir videos/ --seed 7
+
+      show1 generate --from videos/0001-a-cat.mp4 -o again.mp4 --set sr1.steps=50
     """
-    from show1_cli.chain import Job, batch_jobs, read_prompts_file, resume_job
+    from show1_cli.batch import launched_processes, parse_shard
+    from show1_cli.chain import Job, resume_job
     from show1_cli.video import ensure_writable
 
+    if recorded is not None:
+        from show1_cli.record import read_recipe
+
+        if prompts is not None or resume is not None:
+            raise InputError("--from remakes one recorded video", "drop --prompts/--resume, or drop --from")
+        recipe = read_recipe(recorded)
+        prompt = prompt if prompt is not None else recipe.prompt
+        seed = seed if seed is not None else recipe.seed
+        preset_name, overrides = recipe.preset, [*recipe.overrides, *(overrides or [])]
+        stages = stages or ",".join(recipe.stages)
+        first_frame, keep_input_frames, clean_prompt = recipe.first_frame, recipe.keep_input_frames, recipe.clean_prompt
+        motion, motion_scale, motion_init, noise_prior = recipe.motion, recipe.motion_scale, recipe.motion_init, recipe.noise_prior
+        lossless = lossless or recipe.lossless
     options = {"keep_input_frames": keep_input_frames, "first_frame": first_frame, "clean_prompt": clean_prompt,
                **motion_options(motion, motion_scale, motion_init, noise_prior)}
     stage_list = parse_stages(stages)
@@ -153,25 +190,17 @@ def generate(
             raise InputError("--prompts needs --out-dir", "add --out-dir DIR for the outputs")
         if resume is not None or from_stage is not None:
             raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        batch_seed = seed if seed is not None else random_seed()
-        jobs = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=overrides,
-                          stages=stage_list, batch_seed=batch_seed, save_intermediates=save_intermediates,
-                          lossless=lossless)
-        chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
-        results = chain.run(jobs, overwrite=overwrite, skip_existing=True)
-        for result in results:
-            if result.skipped:
-                if not quiet and not as_json:
-                    logger.warning("skipped %s (exists; --overwrite redoes it)", result.output)
-                continue
-            report_run(result.output, result.job.seed, result.job.preset.name, result.reports, as_json=as_json, quiet=quiet,
-                       extra={"prompt": result.job.prompt, "frames": result.frames, "size": list(result.size)})
-        if as_json:
-            for result in results:
-                if result.skipped:
-                    typer.echo(json.dumps({"output": str(result.output), "skipped": True}))
+        shard_slot = parse_shard(shard)
+        processes = launched_processes()
+        chain = make_chain(processes.device(device), dtype, offload, weights_dir, options, show_progress=not quiet and not as_json,
+                           metadata=not no_metadata)
+        run_batch(chain, processes, prompts, out_dir, shard=shard_slot, preset_name=preset_name, overrides=overrides,
+                  stages=stage_list, seed=seed, save_intermediates=save_intermediates, lossless=lossless, overwrite=overwrite,
+                  quiet=quiet, as_json=as_json)
         return
+
+    if shard is not None:
+        raise InputError("--shard splits a --prompts batch", "add --prompts FILE --out-dir DIR, or drop --shard")
 
     if out_dir is not None:
         raise InputError("--out-dir is for --prompts batches", "use -o FILE for a single video")
@@ -198,7 +227,7 @@ def generate(
                 for number, path in enumerate(numbered_outputs(output, num_videos))]
     for job in jobs:
         ensure_writable(job.output, overwrite)
-    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json)
+    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json, metadata=not no_metadata)
     for result in chain.run(jobs, overwrite=overwrite):
         report_run(result.output, result.job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                    extra={"frames": result.frames, "size": list(result.size)})
@@ -216,3 +245,46 @@ def numbered_outputs(output: Path, count: int) -> list[Path]:
         return [output]
     return [output.with_name(f"{output.stem}-{number}{output.suffix}") for number in range(1, count + 1)]
 
+
+
+def run_batch(chain: Chain, processes: Processes, prompts: Path, out_dir: Path, *, shard: Shard, preset_name: str,
+              overrides: list[str], stages: tuple[str, ...] | None, seed: int | None, save_intermediates: Path | None,
+              lossless: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
+    """This process's share of a prompts file; the main process prints the summary of all of them."""
+    from show1_cli.batch import outcomes, summarise
+    from show1_cli.chain import DONE, batch_jobs, read_prompts_file
+
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slot = processes.shard(shard)
+    jobs, failures = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=overrides,
+                                stages=stages, batch_seed=seed if seed is not None else random_seed(),
+                                save_intermediates=save_intermediates, lossless=lossless, owns=slot.owns)
+    results = [*failures, *chain.run(jobs, overwrite=overwrite, skip_existing=True, keep_going=True)]
+    for result in results:
+        if result.status == DONE:
+            report_run(result.output, result.job.seed, result.job.preset.name, result.reports, as_json=as_json, quiet=quiet,
+                       extra={"prompt": result.job.prompt, "frames": result.frames, "size": list(result.size)})
+        elif as_json:
+            typer.echo(json.dumps({"output": str(result.output), result.status: True, "error": result.error}))
+        elif result.skipped and not quiet:
+            logger.warning("skipped %s (exists; --overwrite redoes it)", result.output)
+    mine = summarise(outcomes(results), time.perf_counter() - started)
+    everyone = summarise(processes.gather(outcomes(results)), time.perf_counter() - started)
+    processes.close()
+    if as_json:
+        typer.echo(json.dumps({"summary": mine.to_json(), "shard": str(slot)}))
+    elif processes.main and not quiet:
+        report_batch(everyone, processes.count)
+    # Under a launcher only the main process, which knows every outcome, says by its exit code that items failed.
+    if processes.main and everyone.failed:
+        raise Show1Error(f"{everyone.failed} of {everyone.done + everyone.skipped + everyone.failed} items failed",
+                         "fix what the reasons say and rerun the same command: finished items are skipped")
+
+
+def report_batch(summary: Summary, processes: int) -> None:
+    where = f" on {processes} processes" if processes > 1 else ""
+    err_console.print(f"batch{where}: {summary.done} done, {summary.skipped} skipped, {summary.failed} failed in "
+                      f"{summary.seconds:.1f} s ({summary.items_per_second:.2f} items/s)", soft_wrap=True)
+    for failure in summary.failures:
+        err_console.print(f"  [red]failed[/] {escape(str(failure['output']))}: {escape(str(failure['error']))}", soft_wrap=True)

@@ -17,6 +17,7 @@ from show1_cli.cli.app import (
     InputSeedOption,
     JsonOption,
     LosslessOption,
+    NoMetadataOption,
     OffloadOption,
     OutputOption,
     OverwriteOption,
@@ -60,6 +61,7 @@ def upscale(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "model",
     weights_dir: WeightsDirOption = None,
+    no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -94,7 +96,7 @@ def upscale(
     used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
 
     chain = make_chain(device, dtype, offload, wd, {"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
-                       show_progress=not quiet and not as_json)
+                       show_progress=not quiet and not as_json, metadata=not no_metadata)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

@@ -18,12 +18,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import torch
 import torch.nn.functional as F
 
 from show1_cli.errors import InputError
-from show1_cli.video import read_video
+from show1_cli.video import probe_video, read_video
 
 logger = logging.getLogger("show1")
 
@@ -99,16 +98,6 @@ def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
-def _probe(path: Path) -> tuple[int, int, int]:
-    """(frames, height, width) of a clip's first video stream; counts frames by decoding when the header has none."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        count = stream.frames or sum(1 for _ in container.decode(stream))
-        return count, stream.codec_context.height, stream.codec_context.width
-
-
 def load_dataset(root: Path, needs: Needs, *, skip_bad: bool = False) -> ClipDataset:
     """Read and check `root/captions.jsonl` and its clips for a stage that `needs` what it says."""
     root = Path(root)
@@ -148,10 +137,11 @@ def load_dataset(root: Path, needs: Needs, *, skip_bad: bool = False) -> ClipDat
             problems.append(f"{where}: {entry['file']} is missing")
             continue
         try:
-            count, height, width = _probe(path)
-        except (av.error.FFmpegError, ValueError, OSError) as error:
-            problems.append(f"{where}: {entry['file']} is unreadable ({error})")
+            facts = probe_video(path)
+        except InputError as error:
+            problems.append(f"{where}: {entry['file']} is unreadable ({error.message})")
             continue
+        count, height, width = facts.frames, facts.height, facts.width
         if count < needs.frames:
             problems.append(f"{where}: {entry['file']} has {count} frames, fewer than the {needs.frames} needed")
             continue

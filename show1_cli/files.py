@@ -1,0 +1,102 @@
+"""Atomic output files: written beside the target under a hidden temporary name, then moved into place.
+
+A reader (or a rerun of a killed batch) sees either the finished file or no file at the target; only
+the temporary `.<name>.partial-<random>` can be left behind by a process that is killed outright, and
+`remove_stale_partials` clears those before the same output is written again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from show1_cli.errors import OutputExistsError
+
+logger = logging.getLogger("show1")
+
+PARTIAL = ".partial-"
+
+
+def exists_error(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o")
+
+
+@contextmanager
+def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s content to; on success it is flushed and moved into place.
+
+    On any failure, Ctrl-C included, the temporary file is removed and the target is untouched. Without
+    `overwrite` the move is a hard link, which cannot replace a target that appeared in the meantime.
+    """
+    temp = path.with_name(f".{path.name}{PARTIAL}{secrets.token_hex(4)}")
+    try:
+        yield temp
+        _fsync(temp)
+        _move_into_place(temp, path, overwrite)
+    except BaseException:
+        try:
+            temp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:  # pragma: no cover - nothing better to do while already failing
+            logger.warning("could not remove temporary file %s", temp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: dict[str, Any], *, overwrite: bool) -> Path:
+    """Write `data` as indented UTF-8 JSON to `path` atomically."""
+    with atomic_output(path, overwrite) as temp:
+        temp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Remove the temporary files a killed writer of `path` left behind (call only when nothing else writes `path`)."""
+    for stale in path.parent.glob(f".{path.name}{PARTIAL}*"):
+        logger.info("removing %s, left by an interrupted run", stale)
+        stale.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise exists_error(path) from None
+    except OSError:
+        # The file system has no hard links: check once more, then rename.
+        if path.exists() or path.is_symlink():
+            raise exists_error(path) from None
+        os.replace(temp, path)
+        return
+    temp.unlink()
