@@ -14,3 +14,5 @@ FIRST_FRAMES = ("auto", "if", "none")
 MOTION_INITS = ("noise", "inversion")
 # The temporal parameters `finetune-motion` trains, from fewest to most.
 TRAINABLE_SETS = ("qkv", "attention", "temporal")
+# What -o can name (show1_cli/video.py writes them).
+OUTPUT_FORMATS = ".mp4, .mkv, .webm or .gif, or a name without suffix for a folder of PNG frames"

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,8 @@ def exists_error(path: Path) -> OutputExistsError:
 
 @contextmanager
 def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path to write `path`'s content to; on success it is flushed and moved into place.
+    """Yield a temporary path to write `path`'s content to (a file, or a folder the caller makes); on success it
+    is flushed and moved into place.
 
     On any failure, Ctrl-C included, the temporary file is removed and the target is untouched. Without
     `overwrite` the move is a hard link, which cannot replace a target that appeared in the meantime.
@@ -41,7 +43,7 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
         _move_into_place(temp, path, overwrite)
     except BaseException:
         try:
-            temp.unlink()
+            shutil.rmtree(temp) if temp.is_dir() else temp.unlink()
         except FileNotFoundError:
             pass
         except OSError:  # pragma: no cover - nothing better to do while already failing
@@ -86,6 +88,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite and path.is_dir():  # a folder output (PNG frames) is replaced as a whole
+        old = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")
+        path.rename(old)
+        os.replace(temp, path)
+        shutil.rmtree(old)
+        return
     if overwrite:
         os.replace(temp, path)
         return

@@ -4,7 +4,10 @@ Frames travel through `show1` as float tensors of shape (frames, 3, height, widt
 This module turns such tensors into video files and back.
 
 Writing
-    * Container: chosen by the suffix, `.mp4` (MPEG-4/ISO) or `.mkv` (Matroska); nothing else is accepted.
+    * Container: chosen by the suffix, `.mp4` (MPEG-4/ISO) or `.mkv` (Matroska); `.webm` (VP9, CRF 30) and
+      `.gif` (a fixed 3-3-2 palette of 256 colours, delays in whole centiseconds, no metadata) for sharing
+      and previews; an output without suffix is a folder of PNG frames (`0001.png`, ...), written and
+      replaced as a whole like a file.
     * Default (lossy) encoding: H.264 through `libx264`, `yuv420p`, CRF 17 (visually lossless for the
       small Show-1 outputs) and `faststart` for MP4 so players can start before the whole file is read.
       `yuv420p` needs even sizes; an odd width or height is encoded as `yuv444p` H.264 instead (same
@@ -43,6 +46,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import av
 import numpy as np
 
+from .choices import OUTPUT_FORMATS
 from .errors import InputError
 from .files import atomic_output, exists_error
 
@@ -62,7 +67,10 @@ if TYPE_CHECKING:  # torch loads when frames are decoded or encoded, so that che
 logger = logging.getLogger("show1.video")
 
 #: Container formats by (lower-case) suffix.
-CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska"}
+CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".gif": "gif"}
+#: The frames of a PNG folder: 0001.png, 0002.png, ...
+FRAME_NAME = "{index:04d}.png"
+FRAME_PATTERN = re.compile(r"\d{4,}\.png")
 #: The container tag holding show1's metadata as a JSON object.
 METADATA_TAG = "show1"
 #: The standard container tags filled from the metadata (tag -> key), for players, ffprobe and exiftool.
@@ -238,20 +246,27 @@ def ensure_writable(path: Path, overwrite: bool) -> None:
     suffix is not `.mp4`/`.mkv`, the folder does not exist or is not writable, or `path` is a folder.
     """
     path = Path(path)
-    if path.suffix.lower() not in CONTAINERS:
-        raise InputError(
-            f"cannot write video to {path}: unsupported file type {path.suffix or '(no suffix)'!r}",
-            "choose an -o ending in .mp4 or .mkv",
-        )
+    if path.suffix and path.suffix.lower() not in CONTAINERS:
+        raise InputError(f"cannot write video to {path}: unsupported file type {path.suffix!r}", f"choose an -o ending in {OUTPUT_FORMATS}")
     parent = path.parent
     if not parent.is_dir():
         raise InputError(f"cannot write {path}: folder {parent} does not exist", f"create {parent} first or choose another -o")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {path}: folder {parent} is not writable", "choose another -o")
-    if path.is_dir():
-        raise InputError(f"cannot write {path}: it is a folder", "choose a file name ending in .mp4 or .mkv")
+    if is_frames_folder(path):
+        if path.exists() and not path.is_dir():
+            raise InputError(f"cannot write PNG frames to {path}: it is a file", "choose another -o, or add a suffix such as .mp4")
+        if path.is_dir() and any(not FRAME_PATTERN.fullmatch(entry.name) for entry in path.iterdir()):
+            raise InputError(f"cannot write PNG frames to {path}: the folder holds other files", "choose a new or empty folder")
+    elif path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder", f"choose a file name ending in {OUTPUT_FORMATS}")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise exists_error(path)
+
+
+def is_frames_folder(path: Path) -> bool:
+    """An -o without suffix names a folder of PNG frames."""
+    return not Path(path).suffix
 
 
 def write_video(
@@ -271,13 +286,18 @@ def write_video(
     ensure_writable(path, overwrite)
     rate = _rate(fps)
     pixels = _to_uint8(frames)
-    tags = _metadata_tags(metadata)
-    container_format = CONTAINERS[path.suffix.lower()]
     height, width = pixels.shape[1:3]
-    encoding = _choose_encoding(lossless, width, height)
-
+    if is_frames_folder(path):
+        with atomic_output(path, overwrite) as temp:
+            temp.mkdir()
+            for index, array in enumerate(pixels, start=1):
+                _encode(temp / FRAME_NAME.format(index=index), "image2", _Encoding("png", "rgb24", {}), array[None], rate, {})
+        logger.info("wrote %s (%d PNG frames, %dx%d)", path, len(pixels), width, height)
+        return path
+    container_format = CONTAINERS[path.suffix.lower()]
+    encoding = _choose_encoding(lossless, width, height, container_format)
     with atomic_output(path, overwrite) as temp:
-        _encode(temp, container_format, encoding, pixels, rate, tags)
+        _encode(temp, container_format, encoding, pixels, rate, _metadata_tags(metadata) if container_format != "gif" else {})
     logger.info("wrote %s (%d frames, %dx%d, %g fps, %s)", path, len(pixels), width, height, float(rate), encoding.codec)
     return path
 
@@ -330,7 +350,13 @@ def _encoder_available(name: str) -> bool:
     return True
 
 
-def _choose_encoding(lossless: bool, width: int, height: int) -> _Encoding:
+def _choose_encoding(lossless: bool, width: int, height: int, container_format: str = "mp4") -> _Encoding:
+    if container_format in ("webm", "gif"):
+        if lossless:
+            raise InputError(f"--lossless cannot be written as .{container_format}", "use .mp4, .mkv or a folder of PNG frames")
+        if container_format == "gif":  # a small preview: 256 colours
+            return _Encoding("gif", "rgb8", {})
+        return _Encoding("libvpx-vp9", "yuv420p", {"crf": "30", "b:v": "0"})
     if lossless:
         if _encoder_available("libx264rgb"):
             return _Encoding("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"})

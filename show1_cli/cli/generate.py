@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from show1_cli.choices import OUTPUT_FORMATS
 from show1_cli.cli.app import (
     CleanPromptOption,
     DebugOption,
@@ -72,7 +73,7 @@ def parse_stages(text: str | None) -> tuple[str, ...] | None:
 @command
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What the video shows. Not with --prompts.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (.mp4 or .mkv).", dir_okay=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help=f"Output: {OUTPUT_FORMATS}.")] = None,
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
     stages: StagesOption = None,

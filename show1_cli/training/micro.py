@@ -61,14 +61,14 @@ RECIPES: dict[str, Recipe] = {
     "keyframes-plain": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
                               ("--steps", "800", "--batch-size", "8", "--lr", "6e-4")),
     "keyframes": Recipe("keyframes", "trained/keyframes-plain", None,
-                        ("--steps", "1500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction")),
+                        ("--steps", "4000", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction")),
     "interpolate": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
                           ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
     # sr1 likewise: epsilon first, then the velocity, whose noisy-end target is the upscaled input's content.
     "sr1-plain": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
                         ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
     "sr1": Recipe("sr1", "trained/sr1-plain", None,
-                  ("--steps", "1200", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
+                  ("--steps", "3000", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
     "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64")),
     "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
 }
