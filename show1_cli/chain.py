@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -274,18 +275,13 @@ def save_intermediate(folder: Path, stage: str, video: torch.Tensor, fps: float,
 
 @dataclass
 class Intermediate:
+    """A stage's saved output and what it was made with, read back for --resume."""
+
     stage: str
     frames: torch.Tensor
     fps: float
-    metadata: dict[str, str]
-
-    @property
-    def seed(self) -> int:
-        return int(self.metadata["seed"])
-
-    @property
-    def prompt(self) -> str:
-        return self.metadata["prompt"]
+    prompt: str
+    seed: int
 
 
 def load_intermediate(folder: Path, stage: str) -> Intermediate:
@@ -303,9 +299,27 @@ def load_intermediate(folder: Path, stage: str) -> Intermediate:
             metadata = dict(handle.metadata() or {})
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
         raise InputError(f"cannot read {tensor_path}: {error}", "rerun the chain with --save-intermediates") from None
-    if frames.ndim != 4 or frames.shape[1] != 3 or "seed" not in metadata or "prompt" not in metadata:
+    if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"{tensor_path} is not a show1 intermediate", "rerun the chain with --save-intermediates")
-    return Intermediate(stage, frames, float(metadata.get("fps", "8")), metadata)
+    prompt, seed, fps = metadata.get("prompt"), _saved_number(metadata, "seed", int), _saved_number(metadata, "fps", float)
+    if not prompt:
+        problem = "no prompt"
+    elif seed is None or not 0 <= seed <= MAX_SEED:
+        problem = f"seed {metadata.get('seed')!r}, not a whole number from 0 to {MAX_SEED}"
+    elif fps is None or not 0 < fps < math.inf:
+        problem = f"fps {metadata.get('fps')!r}, not a positive number"
+    else:
+        return Intermediate(stage, frames, fps, prompt, seed)
+    raise InputError(f"{tensor_path} is damaged: its metadata has {problem}",
+                     "rerun the chain with --save-intermediates, or resume from an earlier stage with --from-stage")
+
+
+def _saved_number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -> int | float | None:
+    """An int or float saved as text in an intermediate's metadata; None when it is absent or not one."""
+    try:
+        return kind(metadata[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def resume_point(folder: Path, stages: tuple[str, ...], from_stage: str | None) -> tuple[str, tuple[str, ...]]:
