@@ -69,7 +69,8 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override one preset field, e.g. --set sr1.steps=50 (repeatable)."),
 ]
-OutputOption = Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Output file (.mp4 or .mkv).", dir_okay=False)]
+# Not dir_okay=False: a folder given as -o is refused by ensure_writable in one line, not in Click's usage box.
+OutputOption = Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Output file (.mp4 or .mkv).")]
 SeedOption = Annotated[
     int | None, typer.Option("--seed", metavar="N", help=f"Random seed (0 to {MAX_SEED}); the same seed gives the same video on the "
                              "same device. Random if omitted.")
