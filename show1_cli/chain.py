@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from show1_cli.errors import InputError, OutputExistsError, Show1Error, StageError
-from show1_cli.files import remove_stale_partials
+from show1_cli.files import atomic_output, remove_stale_partials, write_error
 from show1_cli.presets import Preset, load_preset
 from show1_cli.progress import ChainProgress, StageReport
 from show1_cli.record import build_record, complete_sidecar, sidecar_path, write_sidecar
@@ -261,15 +261,17 @@ def save_intermediate(folder: Path, stage: str, video: torch.Tensor, fps: float,
 
     from show1_cli.video import write_video
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(folder, error) from error
     video_path, tensor_path = intermediate_paths(folder, stage)
     write_video(video_path, video, fps, metadata, lossless=True, overwrite=True)
     text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
     text["fps"] = repr(float(fps))
     text["stage"] = stage
-    temp = tensor_path.with_name(f".{tensor_path.name}.partial")
-    save_file({FRAMES_KEY: video.detach().to("cpu", torch.float32).contiguous()}, temp, metadata=text)
-    temp.replace(tensor_path)
+    with atomic_output(tensor_path, overwrite=True) as temp:
+        save_file({FRAMES_KEY: video.detach().to("cpu", torch.float32).contiguous()}, temp, metadata=text)
     logger.info("saved %s output to %s and %s", stage, video_path, tensor_path)
 
 
