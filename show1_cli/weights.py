@@ -23,14 +23,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import http.client
 import json
 import os
 import re
 import shlex
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -791,6 +787,11 @@ def hub_unreachable() -> str | None:
     """Why the hub cannot be reached, or None when it answers: one request with a short timeout, so that a machine
     without a network hears so in seconds instead of waiting out huggingface_hub's retries. Proxies set in the
     environment are used, as huggingface_hub uses them."""
+    import http.client  # here, not at the top: about 40 ms of imports that only a download needs
+    import ssl
+    import urllib.error
+    import urllib.request
+
     from huggingface_hub import constants
 
     try:
