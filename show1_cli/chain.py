@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from show1_cli.errors import InputError, OutputExistsError, Show1Error, StageError
-from show1_cli.files import remove_stale_partials
+from show1_cli.files import atomic_output, remove_stale_partials, write_error
 from show1_cli.presets import Preset, load_preset
 from show1_cli.progress import ChainProgress, StageReport
 from show1_cli.record import build_record, complete_sidecar, sidecar_path, write_sidecar
@@ -260,32 +261,29 @@ def save_intermediate(folder: Path, stage: str, video: torch.Tensor, fps: float,
 
     from show1_cli.video import write_video
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(folder, error) from error
     video_path, tensor_path = intermediate_paths(folder, stage)
     write_video(video_path, video, fps, metadata, lossless=True, overwrite=True)
     text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
     text["fps"] = repr(float(fps))
     text["stage"] = stage
-    temp = tensor_path.with_name(f".{tensor_path.name}.partial")
-    save_file({FRAMES_KEY: video.detach().to("cpu", torch.float32).contiguous()}, temp, metadata=text)
-    temp.replace(tensor_path)
+    with atomic_output(tensor_path, overwrite=True) as temp:
+        save_file({FRAMES_KEY: video.detach().to("cpu", torch.float32).contiguous()}, temp, metadata=text)
     logger.info("saved %s output to %s and %s", stage, video_path, tensor_path)
 
 
 @dataclass
 class Intermediate:
+    """A stage's saved output and what it was made with, read back for --resume."""
+
     stage: str
     frames: torch.Tensor
     fps: float
-    metadata: dict[str, str]
-
-    @property
-    def seed(self) -> int:
-        return int(self.metadata["seed"])
-
-    @property
-    def prompt(self) -> str:
-        return self.metadata["prompt"]
+    prompt: str
+    seed: int
 
 
 def load_intermediate(folder: Path, stage: str) -> Intermediate:
@@ -303,9 +301,27 @@ def load_intermediate(folder: Path, stage: str) -> Intermediate:
             metadata = dict(handle.metadata() or {})
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
         raise InputError(f"cannot read {tensor_path}: {error}", "rerun the chain with --save-intermediates") from None
-    if frames.ndim != 4 or frames.shape[1] != 3 or "seed" not in metadata or "prompt" not in metadata:
+    if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"{tensor_path} is not a show1 intermediate", "rerun the chain with --save-intermediates")
-    return Intermediate(stage, frames, float(metadata.get("fps", "8")), metadata)
+    prompt, seed, fps = metadata.get("prompt"), _saved_number(metadata, "seed", int), _saved_number(metadata, "fps", float)
+    if not prompt:
+        problem = "no prompt"
+    elif seed is None or not 0 <= seed <= MAX_SEED:
+        problem = f"seed {metadata.get('seed')!r}, not a whole number from 0 to {MAX_SEED}"
+    elif fps is None or not 0 < fps < math.inf:
+        problem = f"fps {metadata.get('fps')!r}, not a positive number"
+    else:
+        return Intermediate(stage, frames, fps, prompt, seed)
+    raise InputError(f"{tensor_path} is damaged: its metadata has {problem}",
+                     "rerun the chain with --save-intermediates, or resume from an earlier stage with --from-stage")
+
+
+def _saved_number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -> int | float | None:
+    """An int or float saved as text in an intermediate's metadata; None when it is absent or not one."""
+    try:
+        return kind(metadata[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def resume_point(folder: Path, stages: tuple[str, ...], from_stage: str | None) -> tuple[str, tuple[str, ...]]:

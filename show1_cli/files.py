@@ -2,11 +2,13 @@
 
 A reader (or a rerun of a killed batch) sees either the finished file or no file at the target; only
 the temporary `.<name>.partial-<random>` can be left behind by a process that is killed outright, and
-`remove_stale_partials` clears those before the same output is written again.
+`remove_stale_partials` clears those before the same output is written again. A write the system refuses
+(disk full, read-only file system) is a `Show1Error` naming the file and the cause.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,15 +19,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from show1_cli.errors import OutputExistsError
+from show1_cli.errors import OutputExistsError, Show1Error
 
 logger = logging.getLogger("show1")
 
 PARTIAL = ".partial-"
+# What to do about the write failures a user can fix; anything else gets the generic advice.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk or write elsewhere, then rerun; finished files and saved intermediates are kept",
+    errno.EDQUOT: "free space within your disk quota or write elsewhere, then rerun",
+    errno.EROFS: "write to a folder on a writable file system",
+    errno.EACCES: "write to a folder you may write to",
+    errno.EPERM: "write to a folder you may write to",
+}
 
 
 def exists_error(path: Path) -> OutputExistsError:
     return OutputExistsError(f"{path} exists", "pass --overwrite to replace it or choose another -o")
+
+
+def write_error(path: Path, error: OSError) -> Show1Error:
+    """A write the system refused, as one line naming the file and the cause."""
+    cause = error.strerror or str(error) or type(error).__name__
+    return Show1Error(f"cannot write {path}: {cause}", _WRITE_FIXES.get(error.errno, "check the folder and the disk, then rerun"))
 
 
 @contextmanager
@@ -33,21 +49,24 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path to write `path`'s content to (a file, or a folder the caller makes); on success it
     is flushed and moved into place.
 
-    On any failure, Ctrl-C included, the temporary file is removed and the target is untouched. Without
-    `overwrite` the move is a hard link, which cannot replace a target that appeared in the meantime.
+    On any failure, Ctrl-C included, the temporary file is removed and the target is untouched; an OSError
+    (disk full, read-only file system) becomes the `Show1Error` of `write_error`. Without `overwrite` the
+    move is a hard link, which cannot replace a target that appeared in the meantime.
     """
     temp = path.with_name(f".{path.name}{PARTIAL}{secrets.token_hex(4)}")
     try:
         yield temp
         _fsync(temp)
         _move_into_place(temp, path, overwrite)
-    except BaseException:
+    except BaseException as error:
         try:
             shutil.rmtree(temp) if temp.is_dir() else temp.unlink()
         except FileNotFoundError:
             pass
         except OSError:  # pragma: no cover - nothing better to do while already failing
             logger.warning("could not remove temporary file %s", temp)
+        if isinstance(error, OSError):
+            raise write_error(path, error) from error
         raise
     _fsync_dir(path.parent)
 

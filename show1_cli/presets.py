@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -190,6 +191,9 @@ def _read_with_bases(name_or_path: str, seen: tuple[str, ...]) -> tuple[dict[str
     return merged, source
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _apply_override(data: dict[str, Any], override: str) -> None:
     key, separator, text = override.partition("=")
     if not separator or not key.strip():
@@ -198,6 +202,8 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        value = float(value)  # 1e6: a number on a command line, though YAML 1.1 reads it as text
     path = key.strip().split(".")
     if len(path) == 1:
         data[path[0]] = value

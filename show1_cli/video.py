@@ -269,6 +269,18 @@ def is_frames_folder(path: Path) -> bool:
     return not Path(path).suffix
 
 
+def ensure_not_input(output: Path, input_path: Path) -> None:
+    """Refuse an output that is the input video (the same path or another link to it), whatever --overwrite says:
+    the command would replace the file it reads."""
+    try:
+        same = os.path.samefile(output, input_path)
+    except OSError:  # one of them does not exist, so they are not the same file
+        return
+    if same:
+        raise InputError(f"-o {output} is the input video {input_path}: writing it would replace what is being read",
+                         "write to another file, then move it over the input if that is what you want")
+
+
 def write_video(
     path: Path,
     frames: torch.Tensor,

@@ -336,6 +336,7 @@ def weights_dir_from_env(explicit: Path | None) -> Path | None:
 MICRO = "micro"  # the preset `weights:` value of the micro cascade shipped with show1
 MICRO_OWNER = "show1-micro"  # the repo_id owner in the micro cascade's lock
 MICRO_HINT = "; or try show1 offline with the micro cascade it ships: --preset micro"
+HUB_PROBE_SECONDS = 5.0  # how long to wait for the hub to answer before saying it cannot be reached
 
 
 @dataclass(frozen=True)
@@ -461,8 +462,17 @@ def _gated_fix(comp: Component) -> str:
     )
 
 
+def _copy_fix(comp: Component) -> str:
+    """How to get a component onto a machine without a network."""
+    return f"copy the files into DIR/{comp.name}/ laid out as {comp.url} and pass --weights-dir DIR"
+
+
+def _micro_hint(comp: Component) -> str:
+    return MICRO_HINT if micro_available() and not comp.repo_id.startswith(f"{MICRO_OWNER}/") else ""
+
+
 def _get_fix(comp: Component, weights_dir: Path | None) -> str:
-    fix = f"run `{pull_command(comp, weights_dir)}` while online"
+    fix = f"run `{pull_command(comp, weights_dir)}` where there is a network; without one, {_copy_fix(comp)}"
     if comp.gated:
         fix += "; " + _gated_fix(comp)
     if comp.optional:
@@ -698,8 +708,7 @@ def resolve_component(
                 f"weights for {comp.name} ({comp.repo_id}{rev}) incomplete in {where}: "
                 f"{len(missing)} of {len(status.files)} files missing ({names})"
             )
-        hint = MICRO_HINT if micro_available() and not comp.repo_id.startswith(f"{MICRO_OWNER}/") else ""
-        raise WeightsError(what, fix=_get_fix(comp, weights_dir) + hint)
+        raise WeightsError(what, fix=_get_fix(comp, weights_dir) + _micro_hint(comp))
     return status.root
 
 
@@ -733,6 +742,7 @@ def _hub_errors():
 
 def _network_error(comp: Component, exc: Exception, weights_dir: Path | None, action: str) -> WeightsError:
     errors = _hub_errors()
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, errors.GatedRepoError):
         return WeightsError(f"cannot {action} {comp.name}: access to {comp.repo_id} is gated", fix=_gated_fix(comp))
     if isinstance(exc, errors.RevisionNotFoundError):
@@ -744,12 +754,7 @@ def _network_error(comp: Component, exc: Exception, weights_dir: Path | None, ac
         fix = _gated_fix(comp) if comp.gated else f"check that {comp.url} exists and your token can read it"
         return WeightsError(f"cannot {action} {comp.name}: repository {comp.repo_id} not found or not accessible", fix=fix)
     if isinstance(exc, errors.LocalEntryNotFoundError) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return WeightsError(
-            f"cannot {action} {comp.name}: the hub (huggingface.co) cannot be reached",
-            fix="connect to the network and try again, or copy the files into "
-            f"DIR/{comp.name}/ laid out as {comp.url} and pass --weights-dir DIR",
-        )
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _unreachable_error(comp, action, weights_dir, reason)
     return WeightsError(f"cannot {action} {comp.name}: {reason}")
 
 
@@ -764,9 +769,48 @@ def _is_hub_failure(exc: Exception) -> bool:
 def _offline_error(comp: Component, action: str, weights_dir: Path | None) -> WeightsError:
     return WeightsError(
         f"cannot {action} {comp.name}: HF_HUB_OFFLINE is set, nothing can be downloaded",
-        fix="unset HF_HUB_OFFLINE and retry, or copy the files into "
-        f"DIR/{comp.name}/ laid out as {comp.url} and pass --weights-dir DIR",
+        fix=f"unset HF_HUB_OFFLINE and retry, or {_copy_fix(comp)}{_micro_hint(comp)}",
     )
+
+
+def _unreachable_error(comp: Component, action: str, weights_dir: Path | None, reason: str) -> WeightsError:
+    from huggingface_hub import constants
+
+    return WeightsError(
+        f"cannot {action} {comp.name}: the hub ({constants.ENDPOINT}) cannot be reached: {reason}",
+        fix=f"run `{pull_command(comp, weights_dir)}` where there is a network (check a proxy or HF_ENDPOINT); "
+        f"without one, {_copy_fix(comp)}{_micro_hint(comp)}",
+    )
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached, or None when it answers: one request with a short timeout, so that a machine
+    without a network hears so in seconds instead of waiting out huggingface_hub's retries. Proxies set in the
+    environment are used, as huggingface_hub uses them."""
+    import http.client  # here, not at the top: about 40 ms of imports that only a download needs
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_SECONDS).close()
+    except (urllib.error.HTTPError, http.client.HTTPException):
+        return None  # something answered, if with an error: the download itself will say what is wrong
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLError):
+            return None  # a proxy that re-signs TLS: huggingface_hub may have its certificate bundle
+        return _probe_failure(error.reason)
+    except (OSError, ValueError) as error:  # a timeout, a reset; ValueError: HF_ENDPOINT is not a URL
+        return _probe_failure(error)
+    return None
+
+
+def _probe_failure(error: BaseException | str) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer within {HUB_PROBE_SECONDS:g} s"
+    return str(getattr(error, "strerror", None) or error or type(error).__name__)
 
 
 def _remove_download(path: Path, mode: str) -> None:
@@ -799,6 +843,9 @@ def pull_component(
     comp = get_component(name, lock)
     if hub_offline():
         raise _offline_error(comp, "download", target_dir)
+    reason = hub_unreachable()
+    if reason is not None:
+        raise _unreachable_error(comp, "download", target_dir, reason)
     from huggingface_hub import hf_hub_download
 
     errors = _hub_errors()
@@ -877,6 +924,10 @@ def update_lock(
             "cannot update the weights lock: HF_HUB_OFFLINE is set",
             fix="run `show1 weights lock --update` with network access",
         )
+    reason = hub_unreachable()
+    if reason is not None:
+        raise WeightsError(f"cannot update the weights lock: the hub cannot be reached: {reason}",
+                           fix="run `show1 weights lock --update` where there is a network (check a proxy or HF_ENDPOINT)")
     from huggingface_hub import HfApi
 
     api = HfApi()

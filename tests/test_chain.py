@@ -227,3 +227,29 @@ def test_the_output_check_refuses_a_constant_video_and_passes_a_picture() -> Non
     picture = black.clone()
     picture[0, 0, 0, 0] = 0.5
     assert check_output("sr2", picture) is picture
+
+
+@pytest.mark.parametrize("failing", ["video", "tensor"])
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_what_was_saved(failing, tiny_weights, tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    import show1_cli.video
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if failing == "video":
+        monkeypatch.setattr(show1_cli.video, "_encode", full)
+    else:
+        monkeypatch.setattr(safetensors.torch, "save_file", full)
+    saved, output = tmp_path / "saved", tmp_path / "out.mp4"
+    result = run_cli("generate", PROMPT, "-o", output, "--save-intermediates", saved, "--quiet", *BATCH)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    failed = saved / "keyframes.mkv" if failing == "video" else saved / "keyframes.safetensors"
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {failed}: No space left on device (free space"), lines
+    assert not output.exists() and not list(tmp_path.rglob("*.partial*"))
+    if failing == "tensor":
+        assert read_video(saved / "keyframes.mkv").frames.shape[0] == 2  # written before the disk filled up: kept

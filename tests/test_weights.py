@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,12 @@ def offline(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(W.CACHE_DIR_ENV, str(tmp_path / "show1-cache"))
     monkeypatch.setenv("COLUMNS", "200")
+
+
+def online(monkeypatch) -> None:
+    """Allow the network for a test whose hub calls are stubbed; the reachability probe says the hub answers."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(W, "hub_unreachable", lambda: None)
 
 
 def invoke(*args: str):
@@ -361,6 +369,42 @@ def test_lock_update_offline_fails_clearly():
     assert "HF_HUB_OFFLINE" in one_line_error(result)
 
 
+def test_an_unreachable_hub_is_one_line_with_both_fixes_before_any_download(tmp_path):
+    # A closed local port stands for a machine without a network; nothing here may reach the real hub.
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", W.WEIGHTS_DIR_ENV, W.LOCK_ENV)}
+    env.update({"HF_ENDPOINT": "http://127.0.0.1:9", "NO_COLOR": "1", "COLUMNS": "200",
+                "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])})
+
+    def show1(*args):
+        done = subprocess.run([sys.executable, "-m", "show1_cli", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=120)
+        lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("show-1-base: ")]
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        return done.returncode, lines[0]
+
+    code, line = show1("weights", "pull", "show-1-base", "--dir", str(tmp_path / "weights"))
+    assert code == 1 and "the hub (http://127.0.0.1:9) cannot be reached" in line
+    assert "`show1 weights pull show-1-base --dir" in line and "--weights-dir DIR" in line
+    assert not (tmp_path / "weights").exists()
+    code, line = show1("generate", "a cat", "-o", "cat.mp4", "--weights-dir", str(tmp_path / "weights"))
+    assert code == 1 and "weights for show-1-base" in line and "not found" in line
+    assert "show1 weights pull show-1-base" in line and "--weights-dir DIR" in line
+    assert not (tmp_path / "cat.mp4").exists()
+
+
+def test_an_unreachable_hub_points_at_the_micro_cascade_when_it_is_shipped(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(W, "hub_unreachable", lambda: "Connection refused")
+    monkeypatch.setattr(W, "micro_available", lambda: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("download tried"))
+    result = invoke("pull", "show-1-base")
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert "cannot be reached: Connection refused" in line and "--weights-dir DIR" in line and "--preset micro" in line
+
+
 def test_lock_command_reports_unknowns():
     result = invoke("lock")
     assert result.exit_code == 0
@@ -407,7 +451,7 @@ def fake_download(files: dict[str, bytes], calls: list):
 def test_pull_downloads_exactly_the_locked_files_and_refuses_a_bad_one(test_lock, tmp_path, monkeypatch):
     import huggingface_hub
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
     calls: list = []
     bad = dict(FILES)
     bad["unet/diffusion_pytorch_model.bin"] = b"x" * len(FILES["unet/diffusion_pytorch_model.bin"])
@@ -435,7 +479,7 @@ def test_lock_update_fills_in_from_hub_metadata(tmp_path, monkeypatch):
     import huggingface_hub
     from huggingface_hub.hf_api import BlobLfsInfo, RepoSibling
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
     unet = FILES["unet/diffusion_pytorch_model.bin"]
     files = {
         "model_index.json": {"path": "model_index.json", "size": None, "sha256": None},
@@ -501,7 +545,7 @@ def test_pull_gated_without_access(tmp_path, monkeypatch):
     import huggingface_hub
     from huggingface_hub.utils import GatedRepoError
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
 
     def download(*args, **kwargs):
         raise hub_error(GatedRepoError, "403 Client Error. Access to model DeepFloyd/IF-II-L-v1.0 is restricted")
@@ -518,7 +562,7 @@ def test_pull_without_network(tmp_path, monkeypatch):
     import huggingface_hub
     from huggingface_hub.utils import LocalEntryNotFoundError
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
     calls = []
 
     def download(*args, **kwargs):
@@ -528,14 +572,14 @@ def test_pull_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     result = invoke("pull", "IF-II-L-v1.0")
     assert result.exit_code == 1
-    assert "the hub (huggingface.co) cannot be reached" in one_line_error(result)
+    assert "the hub (https://huggingface.co) cannot be reached" in one_line_error(result)
     assert len(calls) == 1  # no-network is not mistaken for "file not on the hub"
 
 
 def test_pull_takes_the_alternative_name_the_hub_has(tmp_path, monkeypatch):
     import huggingface_hub
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
     hub = {
         "model_index.json": b"{}",
         "scheduler/scheduler_config.json": b"{}",
@@ -573,7 +617,7 @@ def test_read_only_weights_folder_keeps_stamps_in_the_show1_cache(test_lock, tmp
 def test_pull_into_the_hub_cache_refuses_and_removes_a_bad_blob(test_lock, tmp_path, monkeypatch):
     import huggingface_hub
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    online(monkeypatch)
     seen = []
 
     def download(repo_id, filename, *, revision, token, cache_dir, force_download=False):

@@ -42,7 +42,7 @@ from show1_cli.seeds import MAX_SEED, random_seed
 
 if TYPE_CHECKING:
     from show1_cli.batch import Processes, Shard, Summary
-    from show1_cli.chain import Chain
+    from show1_cli.chain import Chain, PromptItem
 
 logger = logging.getLogger("show1")
 
@@ -161,7 +161,7 @@ def generate(
       show1 generate --from videos/0001-a-cat.mp4 -o again.mp4 --set sr1.steps=50
     """
     from show1_cli.batch import launched_processes, parse_shard
-    from show1_cli.chain import Job, resume_job
+    from show1_cli.chain import Job, read_prompts_file, resume_job
     from show1_cli.video import ensure_writable
 
     if recorded is not None:
@@ -192,10 +192,11 @@ def generate(
         if resume is not None or from_stage is not None:
             raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
         shard_slot = parse_shard(shard)
+        items = read_prompts_file(prompts)
         processes = launched_processes()
         chain = make_chain(processes.device(device), dtype, offload, weights_dir, options, show_progress=not quiet and not as_json,
                            metadata=not no_metadata)
-        run_batch(chain, processes, prompts, out_dir, shard=shard_slot, preset_name=preset_name, overrides=overrides,
+        run_batch(chain, processes, items, out_dir, shard=shard_slot, preset_name=preset_name, overrides=overrides,
                   stages=stage_list, seed=seed, save_intermediates=save_intermediates, lossless=lossless, overwrite=overwrite,
                   quiet=quiet, as_json=as_json)
         return
@@ -248,17 +249,17 @@ def numbered_outputs(output: Path, count: int) -> list[Path]:
 
 
 
-def run_batch(chain: Chain, processes: Processes, prompts: Path, out_dir: Path, *, shard: Shard, preset_name: str,
+def run_batch(chain: Chain, processes: Processes, items: list[PromptItem], out_dir: Path, *, shard: Shard, preset_name: str,
               overrides: list[str], stages: tuple[str, ...] | None, seed: int | None, save_intermediates: Path | None,
               lossless: bool, overwrite: bool, quiet: bool, as_json: bool) -> None:
-    """This process's share of a prompts file; the main process prints the summary of all of them."""
+    """This process's share of a prompts file's items; the main process prints the summary of all of them."""
     from show1_cli.batch import outcomes, summarise
-    from show1_cli.chain import DONE, batch_jobs, read_prompts_file
+    from show1_cli.chain import DONE, batch_jobs
 
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     slot = processes.shard(shard)
-    jobs, failures = batch_jobs(read_prompts_file(prompts), out_dir, preset_name=preset_name, overrides=overrides,
+    jobs, failures = batch_jobs(items, out_dir, preset_name=preset_name, overrides=overrides,
                                 stages=stages, batch_seed=seed if seed is not None else random_seed(),
                                 save_intermediates=save_intermediates, lossless=lossless, owns=slot.owns)
     results = [*failures, *chain.run(jobs, overwrite=overwrite, skip_existing=True, keep_going=True)]

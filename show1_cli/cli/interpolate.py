@@ -71,8 +71,9 @@ def interpolate(
       show1 interpolate clip.mp4 -o smooth.mp4 --prompt "a panda" --keep-input-frames --set interpolate.steps=25
     """
     from show1_cli.chain import Job
-    from show1_cli.video import ensure_writable, read_video
+    from show1_cli.video import ensure_not_input, ensure_writable, read_video
 
+    ensure_not_input(output, input_path)
     ensure_writable(output, overwrite)
     preset = load_preset(preset_name, list(overrides or []), ["interpolate"])
     video = read_video(input_path)

@@ -82,9 +82,10 @@ def upscale(
       show1 upscale mid.mp4 -o final.mp4 --stage sr2 --prompt "a panda taking a selfie"
     """
     from show1_cli.chain import Job
-    from show1_cli.video import ensure_writable, read_video
+    from show1_cli.video import ensure_not_input, ensure_writable, read_video
 
     stages = STAGE_CHOICES[stage]
+    ensure_not_input(output, input_path)
     ensure_writable(output, overwrite)
     preset = load_preset(preset_name, list(overrides or []), stages)
     video = read_video(input_path)
