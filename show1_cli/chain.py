@@ -39,6 +39,7 @@ from show1_cli.weights import WeightSource, weight_source
 if TYPE_CHECKING:  # torch and the stages load with the first Chain, so that checking a command's input stays fast
     import torch
 
+    from show1_cli.memory import MemoryPlan
     from show1_cli.runtime import Runtime
     from show1_cli.stages import StageContext
 
@@ -114,6 +115,7 @@ class Chain:
     options: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
     metadata: bool = True
+    max_memory: int | None = None  # bytes the memory planner may use on the accelerator (--max-memory)
 
     def __post_init__(self) -> None:
         from show1_cli.runtime import ModelStore
@@ -153,6 +155,7 @@ class Chain:
                              "run the items of each weight set as separate batches")
         weights = weight_source(pending[0].preset.weights, self.weights_dir)
         texts = [text for job in pending for text in job.texts()]
+        self.models.offload = self.memory_plan(pending[0]).offload("text")
         embeddings, text_report = self._encode(texts, weights)
         for number, job in enumerate(pending, start=1):
             if len(pending) > 1:
@@ -166,6 +169,9 @@ class Chain:
                 results.append(_failed(job, error))
             text_report = None
         return results
+
+    def memory_plan(self, job: Job) -> MemoryPlan:
+        return memory_plan(job, self.runtime, self.options, self.max_memory)
 
     def _ensure_writable(self, output: Path, overwrite: bool) -> None:
         from show1_cli.video import ensure_writable
@@ -205,10 +211,15 @@ class Chain:
             options=dict(self.options),
         )
         remove_stale_partials(job.output)
+        plan = self.memory_plan(job)
+        for line in plan.lines():
+            logger.info("%s", line)
+        context.options["vae_tiling"] = plan.vae_tiling()
         video = job.video
         fps = job.fps if job.fps is not None else job.preset.fps / 4
         with ChainProgress(self.runtime, len(job.stages), show=self.show_progress) as progress:
             for stage in job.stages:
+                self.models.offload = plan.offload(stage)
                 with progress.stage(stage) as on_step:
                     context.on_step = on_step
                     video = _run_checked(stage, context, video)
@@ -222,6 +233,19 @@ class Chain:
         if record is not None:
             write_sidecar(job.output, record, overwrite=True)  # checked before the run; the video is the commit point
         return JobResult(job, job.output, DONE, frames=video.shape[0], size=(video.shape[3], video.shape[2]), reports=reports)
+
+
+def memory_plan(job: Job, runtime: Runtime, options: dict[str, Any], max_memory: int | None = None) -> MemoryPlan:
+    """How `job`'s stages (the text encoder first when they need it) use the accelerator: `--offload` per stage,
+    chosen by the memory planner under auto (show1_cli/memory.py)."""
+    from show1_cli.memory import plan_stages
+
+    stages = ("text", *job.stages) if job.texts() else job.stages
+    input_shape = (job.video.shape[0], *job.video.shape[2:]) if job.video is not None else None
+    first_frame = "sr1" in stages and options.get("first_frame", "auto") != "none"
+    return plan_stages(stages, job.preset, dtype_bytes=runtime.dtype.itemsize, budget_bytes=runtime.memory_budget(max_memory),
+                       offload=runtime.offload, first_frame=first_frame, windows_per_call=options.get("windows_per_call"),
+                       input_shape=input_shape)
 
 
 def _run_checked(stage: str, context: StageContext, video: torch.Tensor | None) -> torch.Tensor:

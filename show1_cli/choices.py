@@ -8,6 +8,8 @@ from __future__ import annotations
 
 DTYPES = ("fp16", "bf16", "fp32")
 OFFLOAD_MODES = ("none", "model", "sequential")
+# auto: the memory planner picks one of OFFLOAD_MODES per stage (show1_cli/memory.py).
+OFFLOAD_CHOICES = ("auto", *OFFLOAD_MODES)
 # sr1's first frame: IF-II-L when present (auto), always (if) or never (none); see stages/first_frame.py.
 FIRST_FRAMES = ("auto", "if", "none")
 # Where generation with a motion adapter starts: fresh noise, or the DDIM inversion of its reference clip.

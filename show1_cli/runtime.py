@@ -13,6 +13,7 @@ from show1_cli.errors import InputError
 
 DTYPES = dict(zip(choices.DTYPES, (torch.float16, torch.bfloat16, torch.float32), strict=True))
 OFFLOAD_MODES = choices.OFFLOAD_MODES
+OFFLOAD_CHOICES = choices.OFFLOAD_CHOICES
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -26,7 +27,8 @@ class Runtime:
 
     `offload`: "none" keeps the running stage's models on the accelerator; "model" keeps each model on
     the CPU until its forward pass (accelerate hooks, as the original ran); "sequential" moves weights
-    layer by layer (least memory, slowest). Offloading only means something on an accelerator.
+    layer by layer (least memory, slowest); "auto" lets the memory planner choose per stage
+    (show1_cli/memory.py). Offloading only means something on an accelerator: on the CPU it is "none".
     """
 
     device: torch.device
@@ -36,6 +38,13 @@ class Runtime:
     @property
     def on_accelerator(self) -> bool:
         return self.device.type != "cpu"
+
+    def memory_budget(self, max_memory: int | None = None) -> int | None:
+        """The accelerator memory a run may use: what is free now, at most `max_memory` (None on the CPU)."""
+        if self.device.type != "cuda":
+            return None
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return free if max_memory is None else min(free, max_memory)
 
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":
@@ -76,7 +85,7 @@ def _peak_resident_memory() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "model") -> Runtime:
+def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "auto") -> Runtime:
     """Turn the CLI's --device/--dtype/--offload into a Runtime, checking that the machine can do it."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,8 +104,8 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "m
     if torch_device.type == "cpu" and dtype == "fp16":
         raise InputError("--dtype fp16 is not supported on the CPU", "use --dtype fp32 or bf16 on the CPU")
 
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"unknown offload mode {offload!r}", f"use --offload {'|'.join(OFFLOAD_MODES)}")
+    if offload not in OFFLOAD_CHOICES:
+        raise InputError(f"unknown offload mode {offload!r}", f"use --offload {'|'.join(OFFLOAD_CHOICES)}")
     if torch_device.type == "cpu":
         offload = "none"
     return Runtime(device=torch_device, dtype=DTYPES[dtype], offload=offload)
@@ -109,7 +118,9 @@ class ModelStore:
     placed according to the offload mode: "none" moves them to the device; "model" installs
     accelerate's offload hooks chained like diffusers' `enable_model_cpu_offload` (a model goes to the
     device for its forward pass and back when the next one runs); "sequential" streams weights layer
-    by layer. `end_stage()` sends everything back to the CPU so the next stage starts with an empty
+    by layer. `offload` is the runtime's mode, or under "auto" the running stage's planned mode, which
+    the chain sets before each stage (a model belongs to one stage, so it keeps the placement it got when
+    loaded). `end_stage()` sends everything back to the CPU so the next stage starts with an empty
     accelerator; a batch of prompts reuses the loaded models.
     """
 
@@ -121,6 +132,7 @@ class ModelStore:
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
         self.runtime = runtime
+        self.offload = "model" if runtime.offload == "auto" else runtime.offload
         self._models: dict[str, torch.nn.Module] = {}
         self._hooks: dict[str, object] = {}
         self._last_hook: object | None = None
@@ -137,14 +149,14 @@ class ModelStore:
 
     def _place(self, key: str, model: torch.nn.Module) -> None:
         runtime = self.runtime
-        if runtime.offload == "none":
+        if self.offload == "none" and key not in self._hooks:
             model.to(runtime.device)
-        elif runtime.offload == "model" and key not in self._hooks:
+        elif self.offload == "model" and key not in self._hooks:
             from accelerate import cpu_offload_with_hook
 
             _, hook = cpu_offload_with_hook(model, runtime.device, prev_module_hook=self._last_hook)
             self._hooks[key] = self._last_hook = hook
-        elif runtime.offload == "sequential" and key not in self._hooks:
+        elif self.offload == "sequential" and key not in self._hooks:
             from accelerate import cpu_offload
 
             cpu_offload(model, runtime.device)
@@ -156,7 +168,7 @@ class ModelStore:
         hook = self._hooks.pop(key, None)
         if hook is not None and hook is self._last_hook:
             self._last_hook = None
-        if model is not None and self.runtime.offload == "none":
+        if model is not None and hook is None:
             model.to("cpu")
         self._empty_cache()
 

@@ -128,17 +128,28 @@ def test_answers_before_any_model_do_not_import_the_model_libraries(args, code, 
     assert report == {"code": code, "loaded": []}, done.stderr
 
 
+def test_dry_run_prints_the_memory_plan_without_loading_the_model_libraries(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
+    args = ["generate", "a cat", "-o", "cat.mp4", "--device", "cpu", "--max-memory", "8GB", "--dry-run"]
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args), json.dumps(["diffusers", "transformers", "accelerate",
+                          "show1_cli.models"])], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "loaded": []}, done.stderr
+    assert done.stdout.startswith("memory plan: on the CPU") and not (tmp_path / "cat.mp4").exists()
+    bad = runner.invoke(app, ["generate", "a cat", "-o", str(tmp_path / "cat.mp4"), "--max-memory", "lots", "--dry-run"])
+    assert bad.exit_code == 2 and "8GB" in bad.output
+
+
 # What --help shows as each option's value: choices for the fixed sets, a name for the rest, nothing for flags.
 HELP_VALUES = {
     ("generate",): {
         "--output": "FILE", "--preset": "NAME|FILE", "--seed": "N", "--set": "SECTION.KEY=VALUE",
-        "--device": "[auto|cuda|cuda:N|cpu]", "--dtype": "[auto|fp16|bf16|fp32]", "--offload": "[none|model|sequential]",
+        "--device": "[auto|cuda|cuda:N|cpu]", "--dtype": "[auto|fp16|bf16|fp32]", "--offload": "[auto|none|model|sequential]",
         "--first-frame": "[auto|if|none]", "--motion-init": "[noise|inversion]", "--weights-dir": "DIR",
         "--overwrite": "", "--lossless": "", "--quiet": "", "--json": "", "--help": "",
         "--steps": "N|STAGE=N", "--guidance-scale": "X|STAGE=X", "--frames": "N", "--width": "PIXELS", "--num-videos": "INTEGER [x>=1]",
     },
     ("upscale",): {"--stage": "[sr1|sr2|all]", "--first-frame": "[auto|if|none]", "--output": "FILE", "--prompt": "TEXT"},
-    ("interpolate",): {"--keep-input-frames": "", "--offload": "[none|model|sequential]"},
+    ("interpolate",): {"--keep-input-frames": "", "--offload": "[auto|none|model|sequential]"},
     ("finetune-motion",): {"--train": "[qkv|attention|temporal]", "--dtype": "[auto|fp16|bf16|fp32]", "--steps": "INTEGER [x>=1]"},
     (): {"--version": "", "--install-completion": "", "--help": ""},
 }

@@ -79,12 +79,17 @@ DtypeOption = Annotated[
     Literal[("auto", *choices.DTYPES)], typer.Option("--dtype", help="Number format; auto: fp16 on CUDA, fp32 on the CPU.")
 ]
 OffloadOption = Annotated[
-    Literal[choices.OFFLOAD_MODES],
+    Literal[choices.OFFLOAD_CHOICES],
     typer.Option(
         "--offload",
-        help="none: keep the running stage's models on the GPU (fastest); model: move each model to the GPU only "
-        "for its forward pass (the paper's ~15 GB setting); sequential: stream weights layer by layer (least memory, slowest).",
+        help="auto: per stage, the fastest of the others that fits the free GPU memory (see --dry-run); none: keep the running "
+        "stage's models on the GPU (fastest); model: move each model to the GPU only for its forward pass (the paper's ~15 GB "
+        "setting); sequential: stream weights layer by layer (least memory, slowest).",
     ),
+]
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option("--max-memory", metavar="SIZE", help="With --offload auto: plan for at most this much GPU memory, e.g. 8GB."),
 ]
 WeightsDirOption = Annotated[
     Path | None,
@@ -141,14 +146,16 @@ def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: in
 
 
 def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, options: dict[str, Any], *, show_progress: bool,
-               metadata: bool = True):
+               metadata: bool = True, max_memory: str | None = None):
     """The chain runner for a command's checked input; this is where torch and the model libraries load."""
     from show1_cli.chain import Chain
+    from show1_cli.memory import parse_size
     from show1_cli.runtime import resolve_runtime
     from show1_cli.weights import weights_dir_from_env
 
+    budget = parse_size(max_memory) if max_memory is not None else None
     return Chain(resolve_runtime(device, dtype, offload), weights_dir_from_env(weights_dir), options=options, show_progress=show_progress,
-                 metadata=metadata)
+                 metadata=metadata, max_memory=budget)
 
 
 def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:

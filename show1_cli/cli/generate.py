@@ -21,6 +21,7 @@ from show1_cli.cli.app import (
     JsonOption,
     KeepInputFramesOption,
     LosslessOption,
+    MaxMemoryOption,
     NoMetadataOption,
     OffloadOption,
     OverwriteOption,
@@ -42,7 +43,7 @@ from show1_cli.seeds import MAX_SEED, random_seed
 
 if TYPE_CHECKING:
     from show1_cli.batch import Processes, Shard, Summary
-    from show1_cli.chain import Chain, PromptItem
+    from show1_cli.chain import Chain, Job, PromptItem
 
 logger = logging.getLogger("show1")
 
@@ -135,7 +136,12 @@ def generate(
     clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    offload: OffloadOption = "model",
+    offload: OffloadOption = "auto",
+    max_memory: MaxMemoryOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the memory plan (offload per stage, predicted peaks) and exit without loading "
+                           "models.")
+    ] = False,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
@@ -189,13 +195,15 @@ def generate(
             raise InputError("--prompts replaces the PROMPT argument and -o", "give either PROMPT -o FILE, or --prompts FILE --out-dir DIR")
         if out_dir is None:
             raise InputError("--prompts needs --out-dir", "add --out-dir DIR for the outputs")
+        if dry_run:
+            raise InputError("--dry-run plans one video", "give PROMPT -o FILE with the batch's settings")
         if resume is not None or from_stage is not None:
             raise InputError("--resume works on one video, not a prompts file", "rerun the batch: finished outputs are skipped")
         shard_slot = parse_shard(shard)
         items = read_prompts_file(prompts)
         processes = launched_processes()
         chain = make_chain(processes.device(device), dtype, offload, weights_dir, options, show_progress=not quiet and not as_json,
-                           metadata=not no_metadata)
+                           metadata=not no_metadata, max_memory=max_memory)
         run_batch(chain, processes, items, out_dir, shard=shard_slot, preset_name=preset_name, overrides=overrides,
                   stages=stage_list, seed=seed, save_intermediates=save_intermediates, lossless=lossless, overwrite=overwrite,
                   quiet=quiet, as_json=as_json)
@@ -229,10 +237,25 @@ def generate(
                 for number, path in enumerate(numbered_outputs(output, num_videos))]
     for job in jobs:
         ensure_writable(job.output, overwrite)
-    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json, metadata=not no_metadata)
+    if dry_run:
+        print_memory_plan(jobs[0], device, dtype, offload, max_memory, options)
+        return
+    chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json, metadata=not no_metadata,
+                       max_memory=max_memory)
     for result in chain.run(jobs, overwrite=overwrite):
         report_run(result.output, result.job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                    extra={"frames": result.frames, "size": list(result.size)})
+
+
+def print_memory_plan(job: Job, device: str, dtype: str, offload: str, max_memory: str | None, options: dict) -> None:
+    """The memory plan of `job` on stdout: torch is imported to see the device, the models are not."""
+    from show1_cli.chain import memory_plan
+    from show1_cli.memory import parse_size
+    from show1_cli.runtime import resolve_runtime
+
+    budget = parse_size(max_memory) if max_memory is not None else None
+    for line in memory_plan(job, resolve_runtime(device, dtype, offload), options, budget).lines():
+        typer.echo(line)
 
 
 def with_direct_flags(preset_name: str, overrides: list[str], stages: tuple[str, ...] | None, **flags) -> list[str]:

@@ -17,6 +17,7 @@ from show1_cli.cli.app import (
     JsonOption,
     KeepInputFramesOption,
     LosslessOption,
+    MaxMemoryOption,
     NoMetadataOption,
     OffloadOption,
     OutputOption,
@@ -51,7 +52,8 @@ def interpolate(
     clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    offload: OffloadOption = "model",
+    offload: OffloadOption = "auto",
+    max_memory: MaxMemoryOption = None,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
@@ -79,7 +81,7 @@ def interpolate(
     video = read_video(input_path)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
     chain = make_chain(device, dtype, offload, weights_dir, {"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
-                       show_progress=not quiet and not as_json, metadata=not no_metadata)
+                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, preset.stages), "interpolated_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

@@ -17,6 +17,7 @@ from show1_cli.cli.app import (
     InputSeedOption,
     JsonOption,
     LosslessOption,
+    MaxMemoryOption,
     NoMetadataOption,
     OffloadOption,
     OutputOption,
@@ -59,7 +60,8 @@ def upscale(
     clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    offload: OffloadOption = "model",
+    offload: OffloadOption = "auto",
+    max_memory: MaxMemoryOption = None,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
@@ -97,7 +99,7 @@ def upscale(
     used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
 
     chain = make_chain(device, dtype, offload, wd, {"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
-                       show_progress=not quiet and not as_json, metadata=not no_metadata)
+                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

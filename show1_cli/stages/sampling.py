@@ -39,21 +39,27 @@ def guided_noise(
 
 
 def load_scheduler(component_dir: Path, subfolder: str = "scheduler", **overrides):
-    """The diffusers scheduler a checkpoint names in `subfolder/scheduler_config.json`, with its settings.
+    """The diffusers scheduler a checkpoint names in `subfolder/scheduler_config.json`, with its settings
+    (see `scheduler_from_config`). `overrides` replace config values (training a checkpoint for another
+    prediction type)."""
+    config = json.loads((Path(component_dir) / subfolder / "scheduler_config.json").read_text(encoding="utf-8"))
+    return scheduler_from_config(config, **overrides)
+
+
+def scheduler_from_config(config: dict, **overrides):
+    """The diffusers scheduler a scheduler config names, as the checkpoints were released with it.
 
     The Show-1 checkpoints were released with diffusers 0.19, whose multistep DPM-Solver ends on sigma_min;
     newer diffusers end on zero unless told otherwise. A config that does not say (all of Show-1's) gets
-    `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with. `overrides`
-    replace config values (training a checkpoint for another prediction type).
+    `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with.
     """
     import diffusers
 
-    config = json.loads((Path(component_dir) / subfolder / "scheduler_config.json").read_text(encoding="utf-8"))
     scheduler_class = getattr(diffusers, config["_class_name"])
     extra = {}
     if "final_sigmas_type" in inspect.signature(scheduler_class.__init__).parameters and "final_sigmas_type" not in config:
         extra["final_sigmas_type"] = "sigma_min"
-    return scheduler_class.from_pretrained(component_dir, subfolder=subfolder, **extra, **overrides)
+    return scheduler_class.from_config(config, **extra, **overrides)
 
 
 def step_per_frame(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs) -> torch.Tensor:

@@ -34,10 +34,11 @@ def resize_frames(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.interpolate(video, size=(height, width), mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
 
 
-def configure_vae(vae, height: int, width: int, *, slicing: bool = True) -> None:
-    """Slicing (one frame at a time) keeps memory flat in the frame count; tiling for very large frames."""
+def configure_vae(vae, height: int, width: int, *, slicing: bool = True, tiling: bool = False) -> None:
+    """Slicing (one frame at a time) keeps memory flat in the frame count; tiling for very large frames, or
+    when the memory planner finds even one frame too large (`tiling`)."""
     vae.enable_slicing() if slicing else vae.disable_slicing()
-    vae.enable_tiling() if height * width > TILING_ABOVE_PIXELS else vae.disable_tiling()
+    vae.enable_tiling() if tiling or height * width > TILING_ABOVE_PIXELS else vae.disable_tiling()
 
 
 def encode_frames(vae, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -93,12 +94,13 @@ def translate(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     slicing: bool = True,
+    tiling: bool = False,
     tick: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Upscale a (frames, 3, h, w) video in [-1, 1] to (frames, 3, height, width) through the latent expert."""
     timesteps = denoising_timesteps(scheduler, steps, strength, device)
     frames = resize_frames(video.to(device, torch.float32), height, width).to(dtype)
-    configure_vae(vae, height, width, slicing=slicing)
+    configure_vae(vae, height, width, slicing=slicing, tiling=tiling)
     latents = encode_frames(vae, frames, generator)  # (F, C, h, w)
     del frames
     # The noise is drawn frame-major, in the encoded frames' layout, as the original pipeline draws it.
@@ -170,5 +172,6 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
         generator=context.generator(),
         device=runtime.device,
         dtype=runtime.dtype,
+        tiling=bool(context.options.get("vae_tiling", False)),
         tick=StepCounter(context.on_step, settings.steps, start=settings.steps - run_steps),
     ).cpu().float()

@@ -120,16 +120,23 @@ def t5_vocab_size(spiece_model: bytes) -> int:
     return (size + 63) // 64 * 64  # padded like T5's 32128
 
 
+def t5_xxl_config():
+    """The real T5 v1.1 XXL config (show1_cli/hub_configs) as a transformers T5Config."""
+    from transformers import T5Config
+
+    real = hub_config("text_encoder-t5-v1_1-xxl.json")
+    return T5Config(**{key: value for key, value in real.items() if key not in ("architectures", "transformers_version", "torch_dtype")})
+
+
 def write_t5_encoder(folder: Path, vocab_size: int, *, d_model: int, seed: int, d_ff: int | None = None, layers: int = 2) -> None:
     """text_encoder/{config.json, pytorch_model-0000{1,2}-of-00002.bin, pytorch_model.bin.index.json}.
 
     The real T5 v1.1 XXL config with small widths. transformers 5 no longer writes .bin checkpoints, so the
     two fp32 shards and their index are written here in the format transformers reads.
     """
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5EncoderModel
 
-    real = hub_config("text_encoder-t5-v1_1-xxl.json")
-    config = T5Config(**{key: value for key, value in real.items() if key not in ("architectures", "transformers_version", "torch_dtype")})
+    config = t5_xxl_config()
     config.update({"d_model": d_model, "d_kv": 16, "d_ff": d_ff or 2 * d_model, "num_heads": max(1, d_model // 16),
                    "num_layers": layers, "num_decoder_layers": layers, "vocab_size": vocab_size, "dropout_rate": 0.0})
     torch.manual_seed(seed)
