@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from show1_cli.errors import OutputExistsError, Show1Error
+from show1_cli.errors import InputError, OutputExistsError, Show1Error
 
 logger = logging.getLogger("show1")
 
@@ -76,6 +76,16 @@ def write_json(path: Path, data: dict[str, Any], *, overwrite: bool) -> Path:
     with atomic_output(path, overwrite) as temp:
         temp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """The JSON value in `path`; an InputError naming `what` and `fix` when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist", fix) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read {what} {path}: {error}", fix) from None
 
 
 def remove_stale_partials(path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from show1_cli import __version__
 from show1_cli.errors import InputError
-from show1_cli.files import write_json
+from show1_cli.files import read_json, write_json
 from show1_cli.presets import STAGES, load_preset
 from show1_cli.progress import StageReport
 from show1_cli.video import probe_video
@@ -140,12 +140,7 @@ def complete_sidecar(video: Path) -> None:
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist", "pass a video made by show1 or its NAME.json record") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read {path} as a show1 record ({error})", "pass a video made by show1 or its NAME.json") from None
+    data = read_json(path, "record", "pass a video made by show1 or the NAME.json written beside it")
     if not is_record(data):
         raise InputError(f"{path} is not a show1 record", "pass a video made by show1 or the NAME.json written beside it")
     return data

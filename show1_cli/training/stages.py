@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from show1_cli.errors import InputError
+from show1_cli.files import read_json
 from show1_cli.presets import Preset
 from show1_cli.stages.sampling import load_scheduler
 from show1_cli.training.data import ClipDataset, Needs
@@ -108,12 +108,7 @@ def resolve_source(source: str, weights_dir: Path | None) -> Path:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"config {path} does not exist", "pass a UNet or VAE config.json") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read config {path}: {error}", "pass a JSON config file") from None
+    config = read_json(path, "config", "pass a UNet or VAE config.json")
     if not isinstance(config, dict):
         raise InputError(f"config {path} is not a JSON object", "pass a UNet or VAE config.json")
     return config
