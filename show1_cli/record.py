@@ -25,7 +25,7 @@ from show1_cli.errors import InputError
 from show1_cli.files import read_json, write_json
 from show1_cli.presets import STAGES, load_preset
 from show1_cli.progress import StageReport
-from show1_cli.video import probe_video
+from show1_cli.video import VideoFacts, probe_video
 
 if TYPE_CHECKING:
     import torch
@@ -146,14 +146,15 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return data
 
 
-def find_record(path: Path) -> dict[str, Any] | None:
-    """The record of a show1 video (from its sidecar, else its tag) or a record file; None for other videos."""
+def find_record(path: Path, facts: VideoFacts | None = None) -> dict[str, Any] | None:
+    """The record of a show1 video (from its sidecar, else its tag) or a record file; None for other videos.
+    `facts`: the video's `probe_video`, when the caller has it already."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         return read_sidecar(path)
     if sidecar_path(path).is_file():
         return read_sidecar(sidecar_path(path))
-    metadata = probe_video(path).metadata
+    metadata = (facts or probe_video(path)).metadata
     return metadata if is_record(metadata) else None
 
 

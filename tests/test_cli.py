@@ -128,6 +128,14 @@ def test_answers_before_any_model_do_not_import_the_model_libraries(args, code, 
     assert report == {"code": code, "loaded": []}, done.stderr
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["presets", "list"], ["info", "--help"]], ids=" ".join)
+def test_answers_that_touch_no_video_do_not_import_the_video_libraries(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args), json.dumps(["av", "numpy", *HEAVY_MODULES])],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "loaded": []}, done.stderr
+
+
 def test_dry_run_prints_the_memory_plan_without_loading_the_model_libraries(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
     args = ["generate", "a cat", "-o", "cat.mp4", "--device", "cpu", "--max-memory", "8GB", "--dry-run"]

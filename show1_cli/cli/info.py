@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from show1_cli.cli.app import DebugOption, app, command
 from show1_cli.errors import InputError
 from show1_cli.progress import format_bytes
-from show1_cli.record import find_record, recipe
-from show1_cli.video import VideoFacts, probe_video
+
+if TYPE_CHECKING:  # the video libraries load when the command runs, not at every start of show1
+    from show1_cli.video import VideoFacts
 
 
 @app.command("info")
@@ -35,8 +36,11 @@ def info(
 
       show1 info panda.mp4 --json
     """
+    from show1_cli.record import find_record, recipe
+    from show1_cli.video import probe_video
+
     facts = None if path.suffix.lower() == ".json" else probe_video(path)
-    record = find_record(path)
+    record = find_record(path, facts)
     again = path.with_name(f"{path.stem}-again{path.suffix if facts is not None else '.mp4'}")
     command_line, why_not = None, None
     if record is not None:
