@@ -63,7 +63,6 @@ StagesOption = Annotated[
 ]
 
 
-
 def parse_stages(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -269,7 +268,6 @@ def numbered_outputs(output: Path, count: int) -> list[Path]:
     if count == 1:
         return [output]
     return [output.with_name(f"{output.stem}-{number}{output.suffix}") for number in range(1, count + 1)]
-
 
 
 def run_batch(chain: Chain, processes: Processes, items: list[PromptItem], out_dir: Path, *, shard: Shard, preset_name: str,

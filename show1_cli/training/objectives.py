@@ -196,6 +196,7 @@ class SR2Objective(Objective):
                  crop: tuple[int, int] | None, timestep_range: tuple[int, int], snr_gamma: float | None = None):
         self.dataset = dataset
         self.noise_scheduler = noise_scheduler
+        self.terms = DiffusionTerms.from_scheduler(noise_scheduler)
         self.snr_gamma = snr_gamma
         self.vae = vae
         self.text = text
@@ -224,8 +225,7 @@ class SR2Objective(Objective):
         t = batch["timestep"]
         prediction_type = self.noise_scheduler.config.prediction_type
         weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, t, self.snr_gamma, prediction_type) if self.snr_gamma else None
-        target = batch["noise"] if prediction_type == "epsilon" else self.noise_scheduler.get_velocity(batch["clean"], batch["noise"], t)
-        return epsilon_mse(output, target, weights)
+        return epsilon_mse(output, self.terms.target(batch["clean"], batch["noise"], t, prediction_type), weights)
 
 
 class VAEObjective(Objective):
