@@ -92,10 +92,14 @@ def remove_stale_partials(path: Path) -> None:
     """Remove the temporary files a killed writer of `path` left behind (call only when nothing else writes `path`)."""
     for stale in path.parent.glob(f".{path.name}{PARTIAL}*"):
         logger.info("removing %s, left by an interrupted run", stale)
-        stale.unlink(missing_ok=True)
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
+    """Flush `path` to disk; a folder's files first, then the folder itself."""
+    if path.is_dir():
+        for child in path.iterdir():
+            _fsync(child)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

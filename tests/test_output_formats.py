@@ -71,3 +71,12 @@ def test_a_folder_with_other_files_is_never_replaced(tiny_weights, tmp_path):
     result = run_cli("generate", "a cat", "-o", folder, *KEYFRAMES, "--overwrite")
     assert result.exit_code == 2 and "holds other files" in result.output
     assert (folder / "notes.txt").read_text() == "keep me"
+
+
+def test_a_png_folder_left_half_written_by_a_killed_run_is_swept_by_the_next(tiny_weights, tmp_path):
+    stale = tmp_path / ".frames.partial-0badc0de"  # what SIGKILL leaves while the frames are being written
+    stale.mkdir()
+    (stale / "0001.png").write_bytes(b"half a frame")
+    result = run_cli("generate", "a cat", "-o", tmp_path / "frames", *KEYFRAMES)
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames", "frames.json"]
