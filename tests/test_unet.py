@@ -21,6 +21,7 @@ from show1_cli.models import (
     load_unet,
     temporal_attention_parameters,
 )
+from show1_cli.models.unet_3d_blocks import FramewiseConv3d
 
 DATA = Path(__file__).parent / "data"
 MANIFESTS = DATA / "unet" / "manifests"
@@ -406,3 +407,26 @@ def test_trainable_parameter_sets():
         temporal_attention_parameters(model, "everything")
 
 
+
+
+def test_framewise_conv_computes_what_conv3d_computes():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(6, 5, (3, 1, 1), padding=(1, 0, 0))
+    framewise = FramewiseConv3d.taking_over(conv)
+    assert framewise.weight is conv.weight and framewise.bias is conv.bias
+    video = torch.randn(2, 6, 4, 3, 5, requires_grad=True)
+    expected = conv(video)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), video)
+    got = framewise(video)
+    (got_grad,) = torch.autograd.grad(got.square().sum(), video)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got_grad, expected_grad, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="frames-only"):
+        FramewiseConv3d.taking_over(torch.nn.Conv3d(6, 5, 3, padding=1))
+
+
+def test_temporal_convs_run_framewise_and_keep_the_zero_initialised_last_conv(f_small):
+    layer = f_small.down_blocks[0].temp_convs[0]
+    assert all(isinstance(block[-1], FramewiseConv3d) for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4))
+    fresh = UNet3DConditionModel.from_config(f_small.config).down_blocks[0].temp_convs[0]
+    assert not fresh.conv4[-1].weight.any() and not fresh.conv4[-1].bias.any()

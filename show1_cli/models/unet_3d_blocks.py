@@ -14,8 +14,9 @@ after it. Two families exist, named as in the showlab checkpoints:
 * ModelScope style (`DownBlock3D`, `CrossAttn*`, `UpBlock3D`): strided-conv / nearest+conv samplers and a
   `Transformer2DModel` (self-attention, cross-attention, feed-forward) as spatial attention.
 
-The temporal conv is diffusers' `TemporalConvLayer` whose GroupNorm always has 32 groups, and the temporal
-attention diffusers' `TransformerTemporalModel` (two self-attentions over frames). Parameter names are
+The temporal conv is diffusers' `TemporalConvLayer` whose GroupNorm always has 32 groups (its frame
+convolutions run as `FramewiseConv3d`), and the temporal attention diffusers' `TransformerTemporalModel`
+(two self-attentions over frames). Parameter names are
 those of the checkpoints: `resnets.i`, `temp_convs.i`, `attentions.i`, `temp_attentions.i`,
 `downsamplers.0`, `upsamplers.0`.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnAddedKVProcessor2_0
 from diffusers.models.resnet import Downsample2D, ResnetBlock2D, TemporalConvLayer, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
@@ -129,8 +131,35 @@ class TransformerAttentionSettings:
 AttentionSettings = SimpleAttentionSettings | TransformerAttentionSettings
 
 
+class FramewiseConv3d(nn.Conv3d):
+    """A convolution over frames only (kernel `(k, 1, 1)`), computed as a Conv2d over `(frames, height * width)`.
+
+    Same parameters, same result as `nn.Conv3d`, but PyTorch's CPU Conv3d takes a slow generic kernel for this
+    shape: a training step of the micro keyframe UNet is 1.3x faster this way (`benchmarks/temporal_conv.py`).
+    """
+
+    @classmethod
+    def taking_over(cls, conv: nn.Conv3d) -> FramewiseConv3d:
+        """One that holds `conv`'s own parameter tensors (no copy; works on the meta device too)."""
+        if conv.kernel_size[1:] != (1, 1) or conv.stride != (1, 1, 1) or conv.dilation != (1, 1, 1) or conv.groups != 1:
+            raise ValueError(f"not a frames-only convolution: {conv}")
+        framewise = cls(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=conv.bias is not None,
+                        device="meta")
+        framewise.weight, framewise.bias = conv.weight, conv.bias
+        return framewise
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch, channels, frames, height, width = hidden_states.shape
+        folded = hidden_states.reshape(batch, channels, frames, height * width)
+        out = F.conv2d(folded, self.weight.squeeze(-1), self.bias, padding=(self.padding[0], 0))
+        return out.reshape(batch, self.out_channels, out.shape[2], height, width)
+
+
 def _temporal_conv(channels: int) -> TemporalConvLayer:
-    return TemporalConvLayer(channels, channels, dropout=TEMPORAL_CONV_DROPOUT, norm_num_groups=TEMPORAL_CONV_NORM_GROUPS)
+    layer = TemporalConvLayer(channels, channels, dropout=TEMPORAL_CONV_DROPOUT, norm_num_groups=TEMPORAL_CONV_NORM_GROUPS)
+    for block in (layer.conv1, layer.conv2, layer.conv3, layer.conv4):
+        block[-1] = FramewiseConv3d.taking_over(block[-1])
+    return layer
 
 
 def _temporal_attention(channels: int, *, heads: int, head_dim: int, groups: int) -> TransformerTemporalModel:
