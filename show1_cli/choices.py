@@ -12,6 +12,9 @@ OFFLOAD_MODES = ("none", "model", "sequential")
 OFFLOAD_CHOICES = ("auto", *OFFLOAD_MODES)
 # sr1's first frame: IF-II-L when present (auto), always (if) or never (none); see stages/first_frame.py.
 FIRST_FRAMES = ("auto", "if", "none")
+# Each stage's sampler: its checkpoint's own scheduler config (default), DPM-Solver++ 2M or UniPC built from that
+# config (show1_cli/stages/sampling.py).
+SCHEDULERS = ("default", "dpm", "unipc")
 # Where generation with a motion adapter starts: fresh noise, or the DDIM inversion of its reference clip.
 MOTION_INITS = ("noise", "inversion")
 # The temporal parameters `finetune-motion` trains, from fewest to most.

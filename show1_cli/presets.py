@@ -3,6 +3,7 @@
 A preset is a shipped name (`presets/NAME.yaml`) or a path to a YAML file. A file may start from
 another preset with `base: NAME` and override only what differs. Single fields can be overridden on
 the command line with `--set section.key=value`. The result is an immutable, fully checked `Preset`.
+A section's `scheduler` is optional (default: the checkpoint's own).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from show1_cli.choices import SCHEDULERS
 from show1_cli.errors import InputError
 from show1_cli.resources import data_path
 
@@ -38,6 +40,7 @@ class KeyframesSettings:
     steps: int
     guidance_scale: float
     negative_prompt: str
+    scheduler: str = "default"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class InterpolateSettings:
     steps: int
     guidance_scale: float
     negative_prompt: str
+    scheduler: str = "default"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class FirstFrameSettings:
     steps: int
     guidance_scale: float
     noise_level: int
+    scheduler: str = "default"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class SR1Settings:
     window: int
     stride: int
     negative_prompt: str
+    scheduler: str = "default"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class SR2Settings:
     guidance_scale: float
     strength: float
     negative_prompt: str
+    scheduler: str = "default"
 
 
 SECTIONS: dict[str, type] = {
@@ -286,18 +293,20 @@ def _build_section(problems: _Problems, section: str, values: Any) -> Any:
     if not isinstance(values, dict):
         problems.add(f"section {section!r}", f"must be a mapping, got {values!r}", "see `show1 presets show default`")
         return None
-    known = {field.name: field.type for field in fields(settings_type)}
+    known = {field.name: field for field in fields(settings_type)}
     for key in values:
         if key not in known:
             problems.add(f"{section}.{key}", "is an unknown key", f"keys of {section} are {', '.join(known)}")
     kwargs = {}
-    for key, type_name in known.items():
-        if key not in values:
+    missing = False
+    for key, field in known.items():
+        if key in values:
+            kind = {"int": int, "float": float, "str": str}[field.type]
+            kwargs[key] = _typed(problems, f"{section}.{key}", values[key], kind)
+        elif field.default is dataclasses.MISSING:
             problems.add(f"{section}.{key}", "is missing", "add it, or start from a shipped preset with `base: default`")
-            continue
-        kind = {"int": int, "float": float, "str": str}[type_name]
-        kwargs[key] = _typed(problems, f"{section}.{key}", values[key], kind)
-    if len(kwargs) < len(known) or None in kwargs.values():
+            missing = True
+    if missing or None in kwargs.values():
         return None
     settings = settings_type(**kwargs)
     _check_section(problems, section, settings)
@@ -312,6 +321,8 @@ def _check_section(problems: _Problems, section: str, settings: Any) -> None:
         fail("steps", f"must be at least 1, got {settings.steps}", "use for example 50")
     if settings.guidance_scale < 0:
         fail("guidance_scale", f"must not be negative, got {settings.guidance_scale}", "use 1 for no guidance, more for stronger")
+    if settings.scheduler not in SCHEDULERS:
+        fail("scheduler", f"must be one of {', '.join(SCHEDULERS)}, got {settings.scheduler!r}", SCHEDULER_FIX)
     if section in SIZE_MULTIPLE:
         multiple = SIZE_MULTIPLE[section]
         for key in ("height", "width"):
@@ -364,6 +375,7 @@ def _check_combinations(problems: _Problems, preset: Preset) -> None:
 
 PIXEL_STAGES = ("keyframes", "interpolate", "sr1")
 SIZED_STAGES = ("keyframes", "sr1", "sr2")
+SCHEDULER_FIX = "use default (the checkpoint's own), dpm (DPM-Solver++ 2M) or unipc (UniPC)"
 
 
 def direct_overrides(
@@ -372,6 +384,7 @@ def direct_overrides(
     negative_prompt: str | None = None,
     steps: Iterable[str] = (),
     guidance_scale: Iterable[str] = (),
+    scheduler: Iterable[str] = (),
     frames: int | None = None,
     width: int | None = None,
     height: int | None = None,
@@ -379,14 +392,16 @@ def direct_overrides(
 ) -> list[str]:
     """The `section.key=value` overrides that --negative-prompt, --steps, ... stand for, given the preset they change.
 
-    `steps` and `guidance_scale` hold "VALUE" (every pixel stage) or "STAGE=VALUE" items. `frames`, `width`,
-    `height` and `fps` are the final video's: the keyframe count is derived through interpolation (N -> 4N-3),
-    and every stage's size is scaled by the factor that gives the last stage the size asked for.
+    `steps` and `guidance_scale` hold "VALUE" (every pixel stage) or "STAGE=VALUE" items, `scheduler` likewise
+    (`scheduler_overrides`). `frames`, `width`, `height` and `fps` are the final video's: the keyframe count is
+    derived through interpolation (N -> 4N-3), and every stage's size is scaled by the factor that gives the last
+    stage the size asked for.
     """
     # Quoted: --set values are read as YAML, where a bare "yes" or "a: b" is no string.
     overrides = [f"{stage}.negative_prompt={json.dumps(negative_prompt)}" for stage in STAGES if negative_prompt is not None]
     overrides += _per_stage("--steps", "steps", steps)
     overrides += _per_stage("--guidance-scale", "guidance_scale", guidance_scale)
+    overrides += scheduler_overrides(scheduler)
     if frames is not None:
         overrides.append(f"keyframes.frames={_keyframe_count(preset, frames)}")
     if width is not None or height is not None:
@@ -396,7 +411,17 @@ def direct_overrides(
     return overrides
 
 
-def _per_stage(flag: str, key: str, items: Iterable[str]) -> list[str]:
+def scheduler_overrides(items: Iterable[str]) -> list[str]:
+    """The overrides of --scheduler NAME (every section, the first frame too) and --scheduler STAGE=NAME items."""
+    items = list(items)
+    for item in items:
+        name = item.rpartition("=")[2].strip()
+        if name not in SCHEDULERS:
+            raise InputError(f"--scheduler {item}: {name!r} is not a scheduler", SCHEDULER_FIX)
+    return _per_stage("--scheduler", "scheduler", items, every=tuple(SECTIONS))
+
+
+def _per_stage(flag: str, key: str, items: Iterable[str], every: tuple[str, ...] = PIXEL_STAGES) -> list[str]:
     with_key = [name for name, settings in SECTIONS.items() if key in {item.name for item in fields(settings)}]
     overrides = []
     for item in items:
@@ -404,8 +429,8 @@ def _per_stage(flag: str, key: str, items: Iterable[str]) -> list[str]:
         stage = stage.strip()
         if separator and stage not in with_key:
             raise InputError(f"{flag} {item}: {stage!r} is not a stage with {key}",
-                             f"write {flag} VALUE for every pixel stage, or {flag} STAGE=VALUE with STAGE one of {', '.join(with_key)}")
-        overrides += [f"{name}.{key}={value.strip()}" for name in ((stage,) if separator else PIXEL_STAGES)]
+                             f"write {flag} VALUE for {', '.join(every)}, or {flag} STAGE=VALUE with STAGE one of {', '.join(with_key)}")
+        overrides += [f"{name}.{key}={value.strip()}" for name in ((stage,) if separator else every)]
     return overrides
 
 

@@ -57,7 +57,8 @@ def build_record(job: Job, context: StageContext, last_stage: str, video: torch.
     from show1_cli.finetune.inversion import file_sha256
     from show1_cli.runtime import dtype_name
 
-    ran = [*job.metadata.get("stages_before", []), *job.stages[: job.stages.index(last_stage) + 1]]
+    here = job.stages[: job.stages.index(last_stage) + 1]
+    ran = [*job.metadata.get("stages_before", []), *here]
     options = context.options
     runtime = context.runtime
     record: dict[str, Any] = {
@@ -68,6 +69,7 @@ def build_record(job: Job, context: StageContext, last_stage: str, video: torch.
         "preset": job.preset.name,
         "preset_settings": job.preset.to_dict(),
         "stages": ran,
+        "scheduler": {stage: getattr(job.preset, stage).scheduler for stage in here},
         "keep_input_frames": bool(options.get("keep_input_frames")),
         "clean_prompt": bool(options.get("clean_prompt")),
         "weights": _weights(ran, context),
@@ -85,6 +87,8 @@ def build_record(job: Job, context: StageContext, last_stage: str, video: torch.
     if "first_frame_used" in options:
         record["first_frame"] = options["first_frame_used"]
         record["first_frame_option"] = options.get("first_frame", "auto")
+        if options["first_frame_used"] == "if":
+            record["scheduler"]["first_frame"] = job.preset.first_frame.scheduler
     if options.get("motion"):
         adapter = Path(options["motion"])
         record["motion"] = {"adapter": str(adapter), "sha256": file_sha256(adapter), "scale": options["motion_scale"],

@@ -155,9 +155,11 @@ HELP_VALUES = {
         "--first-frame": "[auto|if|none]", "--motion-init": "[noise|inversion]", "--weights-dir": "DIR",
         "--overwrite": "", "--lossless": "", "--quiet": "", "--json": "", "--help": "",
         "--steps": "N|STAGE=N", "--guidance-scale": "X|STAGE=X", "--frames": "N", "--width": "PIXELS", "--num-videos": "INTEGER [x>=1]",
+        "--scheduler": "NAME|STAGE=NAME",
     },
-    ("upscale",): {"--stage": "[sr1|sr2|all]", "--first-frame": "[auto|if|none]", "--output": "FILE", "--prompt": "TEXT"},
-    ("interpolate",): {"--keep-input-frames": "", "--offload": "[auto|none|model|sequential]"},
+    ("upscale",): {"--stage": "[sr1|sr2|all]", "--first-frame": "[auto|if|none]", "--output": "FILE", "--prompt": "TEXT",
+                   "--scheduler": "NAME|STAGE=NAME"},
+    ("interpolate",): {"--keep-input-frames": "", "--offload": "[auto|none|model|sequential]", "--scheduler": "NAME|STAGE=NAME"},
     ("finetune-motion",): {"--train": "[qkv|attention|temporal]", "--dtype": "[auto|fp16|bf16|fp32]", "--steps": "INTEGER [x>=1]"},
     (): {"--version": "", "--install-completion": "", "--help": ""},
 }

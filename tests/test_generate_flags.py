@@ -46,6 +46,8 @@ def test_steps_without_a_stage_set_every_pixel_stage_and_sizes_follow_the_last_s
         (["--width", 1000], "--width 1000 is not a multiple of 64"),
         (["--steps", "sr3=4"], "'sr3' is not a stage with steps"),
         (["--steps", "many"], "keyframes.steps must be an integer"),
+        (["--scheduler", "euler"], "--scheduler euler: 'euler' is not a scheduler (use default"),
+        (["--scheduler", "sr3=dpm"], "'sr3' is not a stage with scheduler"),
         (["--num-videos", 2, "--resume", "somewhere"], "--num-videos is for one PROMPT"),
     ],
 )

@@ -19,11 +19,11 @@ def test_default_preset_holds_the_paper_settings():
     preset = load_preset("default")
     assert preset.stages == ("keyframes", "interpolate", "sr1", "sr2")
     assert preset.fps == 8
-    assert dataclasses.astuple(preset.keyframes) == (8, 40, 64, 75, 9.0, "")
+    assert dataclasses.astuple(preset.keyframes) == (8, 40, 64, 75, 9.0, "", "default")
     assert (preset.interpolate.steps, preset.interpolate.guidance_scale) == (75, 4.0)
-    assert dataclasses.astuple(preset.first_frame) == (70, 4.0, 150)
-    assert dataclasses.astuple(preset.sr1) == (160, 256, 125, 7.0, 250, 8, 7, "")
-    assert dataclasses.astuple(preset.sr2) == (320, 576, 50, 15.0, 0.8, "low resolution, blur")
+    assert dataclasses.astuple(preset.first_frame) == (70, 4.0, 150, "default")
+    assert dataclasses.astuple(preset.sr1) == (160, 256, 125, 7.0, 250, 8, 7, "", "default")
+    assert dataclasses.astuple(preset.sr2) == (320, 576, 50, 15.0, 0.8, "low resolution, blur", "default")
     assert preset.output_shape() == (29, 320, 576)
 
 
@@ -74,6 +74,8 @@ def test_a_preset_file_by_path_with_a_base(tmp_path):
         (["stages=keyframes,upscale"], "stages name an unknown stage 'upscale'"),
         (["keyframes.frames=1"], "keyframes.frames is 1, but interpolation needs at least 2 keyframes"),
         (["sr1.height=32", "sr1.width=32"], "sr1 size 32x32 is smaller than the keyframes"),
+        (["first_frame.scheduler=euler"], "first_frame.scheduler must be one of default, dpm, unipc, got 'euler'"),
+        (["sr2.scheduler=2"], "sr2.scheduler must be a string"),
     ],
 )
 def test_validation_names_the_key_and_the_reason(overrides, message):
@@ -82,6 +84,14 @@ def test_validation_names_the_key_and_the_reason(overrides, message):
     assert message in str(raised.value)
     assert "default.yaml" in raised.value.message  # the file is named
     assert raised.value.fix  # and a way out
+
+
+def test_scheduler_is_optional_in_a_section_and_taken_where_given(tmp_path):
+    path = tmp_path / "solvers.yaml"
+    path.write_text("base: default\nsr1:\n  scheduler: unipc\nfirst_frame:\n  scheduler: dpm\n")
+    preset = load_preset(str(path))
+    assert (preset.sr1.scheduler, preset.first_frame.scheduler, preset.keyframes.scheduler) == ("unipc", "dpm", "default")
+    assert preset.to_dict()["sr1"]["scheduler"] == "unipc"  # what the record's preset_settings hold
 
 
 def test_every_problem_of_a_preset_is_named_in_one_error(tmp_path):
@@ -94,6 +104,7 @@ def test_every_problem_of_a_preset_is_named_in_one_error(tmp_path):
     for problem in ("'fsp' is an unknown key", "'fps' is missing", "'interpolate' is missing", "keyframes.negative_prompt is missing"):
         assert problem in message, message
     assert "\n" not in message and "problems:" in message
+    assert "scheduler" not in message  # optional: the checkpoint's own unless a section names one
 
 
 def test_only_the_stages_that_run_are_checked_against_each_other():

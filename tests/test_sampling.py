@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import types
 
+import diffusers
+import pytest
 import torch
 
-from show1_cli.stages.sampling import load_scheduler, step_per_frame
+from show1_cli.choices import SCHEDULERS
+from show1_cli.stages.sampling import SOLVERS, load_scheduler, scheduler_from_config, step_per_frame
 from show1_cli.training.scaffold import hub_config, write_json
+from tests.tiny_checkpoints import IF_II_SCHEDULER
 
 
-def base_scheduler(tmp_path):
+def base_scheduler(tmp_path, solver="default"):
     write_json(tmp_path / "scheduler" / "scheduler_config.json", hub_config("scheduler-show-1-base.json"))
-    return load_scheduler(tmp_path)
+    return load_scheduler(tmp_path, solver=solver)
 
 
 def frames_of_different_ranges() -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,25 +29,62 @@ def frames_of_different_ranges() -> tuple[torch.Tensor, torch.Tensor]:
     return sample * scale, output * scale
 
 
-def test_dynamic_thresholding_is_taken_per_frame_as_the_original_folds_frames_into_the_batch(tmp_path):
+@pytest.mark.parametrize("solver", SCHEDULERS)
+def test_dynamic_thresholding_is_taken_per_frame_as_the_original_folds_frames_into_the_batch(tmp_path, solver):
+    # Every solver keeps multistep state (earlier outputs, the last sample): folded frames must each keep their own.
     sample, output = frames_of_different_ranges()
-    video = base_scheduler(tmp_path)
+    video = base_scheduler(tmp_path, solver)
     video.set_timesteps(4)
-    per_frame = [base_scheduler(tmp_path) for _ in range(4)]
+    per_frame = [base_scheduler(tmp_path, solver) for _ in range(4)]
     for scheduler in per_frame:
         scheduler.set_timesteps(4)
     ours, reference = sample.clone(), [sample[:, :, f].clone() for f in range(4)]
-    for t in video.timesteps[:3]:
-        ours = step_per_frame(video, output, t, ours)
-        reference = [s.step(output[:, :, f], t, reference[f]).prev_sample for f, s in enumerate(per_frame)]
+    for step, t in enumerate(video.timesteps[:3]):
+        varied = output * (1 + 0.5 * step)  # a different prediction each step, so the solvers' history matters
+        ours = step_per_frame(video, varied, t, ours)
+        reference = [s.step(varied[:, :, f], t, reference[f]).prev_sample for f, s in enumerate(per_frame)]
     assert torch.allclose(ours, torch.stack(reference, dim=2), atol=1e-6)
 
-    whole = base_scheduler(tmp_path)
+    whole = base_scheduler(tmp_path, solver)
     whole.set_timesteps(4)
     whole_video = sample.clone()
-    for t in whole.timesteps[:3]:
-        whole_video = whole.step(output, t, whole_video).prev_sample  # one quantile over the whole video
+    for step, t in enumerate(whole.timesteps[:3]):
+        whole_video = whole.step(output * (1 + 0.5 * step), t, whole_video).prev_sample  # one quantile over the whole video
     assert (whole_video - ours).abs().max() > 1e-2
+
+
+CONFIGS = {
+    "show-1-base": hub_config("scheduler-show-1-base.json"),  # DPM-Solver++ 2M, cosine, dynamic thresholding
+    "show-1-sr2": hub_config("scheduler-show-1-sr2.json"),  # DPM-Solver++ 2M, scaled linear, no thresholding
+    "IF-II-L": IF_II_SCHEDULER,  # DDPM, cosine, learned-range variance, dynamic thresholding
+}
+
+
+@pytest.mark.parametrize("component", CONFIGS)
+def test_default_is_the_scheduler_the_checkpoint_names(component):
+    config = CONFIGS[component]
+    ours = scheduler_from_config(config)
+    named = getattr(diffusers, config["_class_name"])
+    expected = named.from_config(config, **({"final_sigmas_type": "sigma_min"} if named is not diffusers.DDPMScheduler else {}))
+    assert type(ours) is named and dict(ours.config) == dict(expected.config)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("component", CONFIGS)
+def test_a_solver_keeps_the_checkpoints_betas_prediction_and_thresholding(component, solver):
+    config = CONFIGS[component]
+    default, chosen = scheduler_from_config(config), scheduler_from_config(config, solver)
+    assert type(chosen).__name__ == SOLVERS[solver][0] and chosen.config.solver_order == 2
+    assert torch.equal(chosen.betas, default.betas)
+    for key in ("num_train_timesteps", "prediction_type", "thresholding", "dynamic_thresholding_ratio", "sample_max_value"):
+        assert chosen.config[key] == config[key], key
+    # Dynamic thresholding acts on the data (x0) prediction, which both solvers integrate; and like the
+    # release, the last step ends on sigma_min.
+    assert chosen.config.final_sigmas_type == "sigma_min"
+    if solver == "dpm":
+        assert chosen.config.algorithm_type == "dpmsolver++"
+    else:
+        assert chosen.predict_x0
 
 
 def test_the_last_dpm_solver_step_ends_on_sigma_min_as_with_the_released_diffusers(tmp_path):
@@ -117,3 +158,25 @@ def test_sr2_draws_its_latent_noise_frame_major(tmp_path, tiny_weights_dir, monk
     expected = randn_tensor(latents.shape, generator=generator)
     assert seen[0].shape == (3, 4, 8, 8)
     assert torch.equal(seen[0], expected)
+
+
+@pytest.mark.parametrize("solver", SCHEDULERS)
+def test_only_ddpm_gets_the_variance_channels_every_solver_gives_a_finite_image(tiny_weights_dir, solver):
+    from show1_cli.stages.first_frame import upscale_image
+    from show1_cli.training.scaffold import IMAGE_NOISING_SCHEDULER
+
+    root = tiny_weights_dir / "IF-II-L-v1.0"
+    unet = diffusers.UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+    assert unet.config.out_channels == 6  # epsilon and IF's learned-range variance values
+    scheduler = load_scheduler(root, solver=solver)
+    channels = []
+    step = scheduler.step
+    scheduler.step = lambda output, *args, **kwargs: channels.append(output.shape[1]) or step(output, *args, **kwargs)
+    text = torch.randn(1, 6, 64, generator=torch.Generator().manual_seed(0))
+    image = upscale_image(unet, scheduler, scheduler_from_config(IMAGE_NOISING_SCHEDULER), torch.rand(3, 8, 8) * 2 - 1,
+                          height=32, width=32, prompt_embeds=text, negative_embeds=torch.zeros_like(text), steps=3,
+                          guidance_scale=4.0, noise_level=150, generator=torch.Generator().manual_seed(1))
+    # DDPM draws its variance from them; the multistep solvers take epsilon alone (UniPC keeps the config's
+    # variance_type "learned_range" without reading it, so the 6 channels would otherwise reach its epsilon).
+    assert channels == [6 if solver == "default" else 3] * 3
+    assert image.shape == (3, 32, 32) and torch.isfinite(image).all() and image.std() > 0

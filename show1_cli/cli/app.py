@@ -123,6 +123,12 @@ FirstFrameOption = Annotated[
     typer.Option("--first-frame", help="sr1's first frame: auto (IF-II-L when its weights are present), if (IF-II-L, required), "
                  "or none."),
 ]
+SchedulerOption = Annotated[
+    list[str] | None,
+    typer.Option("--scheduler", metavar="NAME|STAGE=NAME", help="Sampler of every stage (the first frame too), or of one: "
+                 "--scheduler sr1=unipc (repeatable). default: each checkpoint's own, as the official script; dpm: "
+                 "DPM-Solver++ 2M; unipc: UniPC. Both take the checkpoint's betas and thresholding."),
+]
 # For commands that take a video made by show1: its metadata supplies the prompt and the seed.
 InputPromptOption = Annotated[
     str | None, typer.Option("--prompt", metavar="TEXT", help="The video's prompt. Default: the prompt stored in IN by show1.")

@@ -27,6 +27,7 @@ from show1_cli.cli.app import (
     OverwriteOption,
     PresetOption,
     QuietOption,
+    SchedulerOption,
     SeedOption,
     SetOption,
     WeightsDirOption,
@@ -83,6 +84,7 @@ def generate(
     ] = None,
     steps: StepsOption = None,
     guidance_scale: GuidanceOption = None,
+    scheduler: SchedulerOption = None,
     frames: Annotated[
         int | None,
         typer.Option("--frames", "--num-frames", metavar="N", help="Frames of the video; with interpolation 4K-3 (5, 9, ..., 29, ...)."),
@@ -164,6 +166,8 @@ def generate(
       torchrun --nproc-per-node 4 -m show1_cli generate --prompts prompts.txt --out-dir videos/ --seed 7
 
       show1 generate --from videos/0001-a-cat.mp4 -o again.mp4 --set sr1.steps=50
+
+      show1 generate "a panda taking a selfie" -o quick.mp4 --scheduler unipc --steps 25
     """
     from show1_cli.batch import launched_processes, parse_shard
     from show1_cli.chain import Job, read_prompts_file, resume_job
@@ -186,7 +190,8 @@ def generate(
                **motion_options(motion, motion_scale, motion_init, noise_prior)}
     stage_list = parse_stages(stages)
     overrides = with_direct_flags(preset_name, list(overrides or []), stage_list, negative_prompt=negative_prompt, steps=steps or (),
-                                  guidance_scale=guidance_scale or (), frames=frames, width=width, height=height, fps=fps)
+                                  guidance_scale=guidance_scale or (), scheduler=scheduler or (), frames=frames, width=width,
+                                  height=height, fps=fps)
     if num_videos > 1 and (prompts is not None or resume is not None):
         raise InputError("--num-videos is for one PROMPT", "give a prompts file one line per video, or resume each video on its own")
     if prompts is not None:

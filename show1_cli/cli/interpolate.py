@@ -24,6 +24,7 @@ from show1_cli.cli.app import (
     OverwriteOption,
     PresetOption,
     QuietOption,
+    SchedulerOption,
     SetOption,
     WeightsDirOption,
     app,
@@ -33,7 +34,7 @@ from show1_cli.cli.app import (
     report_run,
     stages_before,
 )
-from show1_cli.presets import load_preset
+from show1_cli.presets import load_preset, scheduler_overrides
 
 
 @app.command("interpolate")
@@ -48,6 +49,7 @@ def interpolate(
     lossless: LosslessOption = False,
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
+    scheduler: SchedulerOption = None,
     seed: InputSeedOption = None,
     clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
@@ -71,13 +73,15 @@ def interpolate(
       show1 interpolate keys.mp4 -o smooth.mp4
 
       show1 interpolate clip.mp4 -o smooth.mp4 --prompt "a panda" --keep-input-frames --set interpolate.steps=25
+
+      show1 interpolate keys.mp4 -o smooth.mp4 --scheduler unipc --set interpolate.steps=20
     """
     from show1_cli.chain import Job
     from show1_cli.video import ensure_not_input, ensure_writable, read_video
 
     ensure_not_input(output, input_path)
     ensure_writable(output, overwrite)
-    preset = load_preset(preset_name, list(overrides or []), ["interpolate"])
+    preset = load_preset(preset_name, [*(overrides or []), *scheduler_overrides(scheduler or ())], ["interpolate"])
     video = read_video(input_path)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
     chain = make_chain(device, dtype, offload, weights_dir, {"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},

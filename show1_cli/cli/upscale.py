@@ -24,6 +24,7 @@ from show1_cli.cli.app import (
     OverwriteOption,
     PresetOption,
     QuietOption,
+    SchedulerOption,
     SetOption,
     WeightsDirOption,
     app,
@@ -34,7 +35,7 @@ from show1_cli.cli.app import (
     report_run,
     stages_before,
 )
-from show1_cli.presets import Preset, load_preset
+from show1_cli.presets import Preset, load_preset, scheduler_overrides
 from show1_cli.weights import weight_source, weights_dir_from_env
 
 STAGE_CHOICES = {"sr1": ("sr1",), "sr2": ("sr2",), "all": ("sr1", "sr2")}
@@ -56,6 +57,7 @@ def upscale(
     lossless: LosslessOption = False,
     preset_name: PresetOption = "default",
     overrides: SetOption = None,
+    scheduler: SchedulerOption = None,
     seed: InputSeedOption = None,
     clean_prompt: CleanPromptOption = False,
     device: DeviceOption = "auto",
@@ -82,6 +84,8 @@ def upscale(
       show1 upscale smooth.mp4 -o mid.mp4 --stage sr1 --first-frame none
 
       show1 upscale mid.mp4 -o final.mp4 --stage sr2 --prompt "a panda taking a selfie"
+
+      show1 upscale smooth.mp4 -o final.mp4 --scheduler dpm --set first_frame.steps=25
     """
     from show1_cli.chain import Job
     from show1_cli.video import ensure_not_input, ensure_writable, read_video
@@ -89,7 +93,7 @@ def upscale(
     stages = STAGE_CHOICES[stage]
     ensure_not_input(output, input_path)
     ensure_writable(output, overwrite)
-    preset = load_preset(preset_name, list(overrides or []), stages)
+    preset = load_preset(preset_name, [*(overrides or []), *scheduler_overrides(scheduler or ())], stages)
     video = read_video(input_path)
     check_chain_sizes(video.frames.shape[-2:], preset)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)

@@ -124,7 +124,7 @@ def upscale_first_frame(
     )
     return upscale_image(
         unet,
-        load_scheduler(root, "scheduler"),
+        load_scheduler(root, "scheduler", settings.scheduler),
         load_scheduler(root, "image_noising_scheduler"),
         frame,
         height=height,

@@ -176,7 +176,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
     return interpolate_video(
         unet,
-        load_scheduler(root),
+        load_scheduler(root, solver=settings.scheduler),
         video,
         prompt_embeds=context.text_embeddings[context.prompt],
         negative_embeds=context.text_embeddings[settings.negative_prompt],

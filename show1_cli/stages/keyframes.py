@@ -1,7 +1,7 @@
 """Stage 1: text -> keyframes (show-1-base), pixel diffusion at 64x40, 8 frames by default.
 
 Pure noise is denoised with the base UNet and its DPM-Solver++ scheduler (cosine betas, epsilon
-prediction, dynamic thresholding, as the checkpoint's scheduler config says). Classifier-free guidance
+prediction, dynamic thresholding, as the checkpoint's scheduler config says), or the preset's `scheduler`. Classifier-free guidance
 runs the negative and the positive prompt through the UNet in one batched call. The UNet's learned-variance
 channels are split off before the scheduler step unless the scheduler itself uses learned variance.
 """
@@ -70,7 +70,7 @@ def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
     unet = context.models.get(
         f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options)
     )
-    scheduler = load_scheduler(root)
+    scheduler = load_scheduler(root, solver=settings.scheduler)
     return generate_keyframes(
         unet,
         scheduler,

@@ -211,7 +211,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
     return super_resolve(
         unet,
-        load_scheduler(root, "scheduler"),
+        load_scheduler(root, "scheduler", settings.scheduler),
         load_scheduler(root, "image_noising_scheduler"),
         video,
         height=settings.height,
