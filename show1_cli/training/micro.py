@@ -67,18 +67,22 @@ RECIPES: dict[str, Recipe] = {
     "keyframes": Recipe("keyframes", "trained/keyframes-v", None,
                         ("--steps", "2000", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
                          "--late-timesteps", "0.5", "900")),
-    "interpolate": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
-                          ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
+    "interpolate-plain": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
+                                ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
+    # Interpolation likewise: an epsilon model's noisy end leaves even the conditioned frames in wrong, saturated colours.
+    "interpolate": Recipe("interpolate", "trained/interpolate-plain", None,
+                          ("--steps", "1500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
+                           "--late-timesteps", "0.3", "900")),
     # sr1 likewise: epsilon first, then the velocity, whose noisy-end target is the upscaled input's content.
     "sr1-plain": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
                         ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
     "sr1": Recipe("sr1", "trained/sr1-plain", None,
-                  ("--steps", "3000", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
+                  ("--steps", "1900", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
     "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64")),
     "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
-LANES = (("keyframes-plain", "keyframes-v", "keyframes"), ("vae", "interpolate", "sr1-plain", "sr2", "sr1"))
+LANES = (("keyframes-plain", "keyframes-v", "keyframes"), ("vae", "interpolate-plain", "sr1-plain", "sr2", "sr1", "interpolate"))
 # Which run becomes which component of the cascade.
 SHIPPED = {"keyframes": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2": "show-1-sr2"}
 
