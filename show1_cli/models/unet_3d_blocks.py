@@ -135,7 +135,8 @@ class FramewiseConv3d(nn.Conv3d):
     """A convolution over frames only (kernel `(k, 1, 1)`), computed as a Conv2d over `(frames, height * width)`.
 
     Same parameters, same result as `nn.Conv3d`, but PyTorch's CPU Conv3d takes a slow generic kernel for this
-    shape: a training step of the micro keyframe UNet is 1.3x faster this way (`benchmarks/temporal_conv.py`).
+    shape: a training step of the micro keyframe UNet is 1.15x faster this way, a sampling call 1.05x
+    (one CPU thread, `benchmarks/results/temporal_conv.json`).
     """
 
     @classmethod
