@@ -9,7 +9,7 @@ PROMPT ?= a panda taking a selfie, 2k, high quality
 DEMO_OUTPUT ?= demo.mp4
 MICRO_BUILD ?= .micro-build
 
-.PHONY: install test demo lint tiny-weights micro-weights benchmarks clean
+.PHONY: install test demo lint tiny-weights micro-weights benchmarks official-parity clean
 
 install: $(VENV)/.installed
 
@@ -38,7 +38,12 @@ micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 
 benchmarks: install
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in benchmarks/*.py; do [ $$script = benchmarks/official_parity.py ] || $(BIN)/python $$script || exit 1; done
+
+# show1 against the official Show-1 flow (docs/fidelity.md): OFFICIAL is a checkout of the official repository,
+# OFFICIAL_PYTHON an interpreter with benchmarks/official/requirements.txt installed.
+official-parity: install
+	$(BIN)/python benchmarks/official_parity.py --official $(OFFICIAL) --official-python $(OFFICIAL_PYTHON)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .tiny-weights $(MICRO_BUILD)

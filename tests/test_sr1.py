@@ -91,13 +91,33 @@ def test_windows_are_chained_and_joined_without_dropped_or_repeated_frames(tiny_
     if with_first_frame:
         assert torch.equal(calls[0]["anchor"], anchor)
     for (start, _), (previous_start, _), call, previous in zip(spans[1:], spans, calls[1:], calls, strict=False):
-        assert torch.equal(call["anchor"], previous["result"][0, :, start - previous_start].clamp(-1, 1))
+        assert torch.equal(call["anchor"], previous["result"][0, :, start - previous_start])
     # Every output frame is the last covering window's frame: none dropped, none taken twice.
     expected = torch.empty_like(out)
     for (start, end), call in zip(spans, calls, strict=True):
         expected[start:end] = call["result"][0].transpose(0, 1).clamp(-1, 1)
     assert torch.equal(out, expected)
     assert all(not torch.equal(out[i], out[i + 1]) for i in range(frames - 1))
+
+
+def test_later_windows_are_anchored_on_the_frame_as_produced_not_clamped(monkeypatch):
+    """The original hands the previous window's raw output on as the next anchor; the last sampling step can
+    end a little outside [-1, 1] (0.03 on the test checkpoints), and a clamped anchor changes the whole window."""
+    anchors = []
+
+    def overshooting(unet, scheduler, noising, condition, *, anchor=None, **kwargs):
+        anchors.append(anchor)
+        return torch.full_like(condition, 1.25)
+
+    monkeypatch.setattr(sr1, "denoise_conditioned", overshooting)
+    prompt, negative = embeddings()
+    out = sr1.super_resolve(
+        None, None, None, graded_clip(10, 4, 8), height=16, width=32, prompt_embeds=prompt, negative_embeds=negative,
+        steps=1, guidance_scale=1.0, noise_level=0, window=4, stride=3, generator=torch.Generator().manual_seed(0),
+    )
+    assert anchors[0] is None
+    assert all(torch.equal(anchor, torch.full((3, 16, 32), 1.25)) for anchor in anchors[1:])
+    assert torch.equal(out, torch.ones(10, 3, 16, 32))  # the video itself is clamped
 
 
 def test_anchor_replaces_the_first_condition_frame_unnoised(tiny_sr1, monkeypatch):

@@ -42,3 +42,16 @@ def test_text_encoder_is_sharded_like_the_hub(tiny_weights: Path) -> None:
     index = json.loads((folder / "pytorch_model.bin.index.json").read_text())
     assert set(index["weight_map"].values()) == {"pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"}
     assert (tiny_weights / "show-1-base" / "tokenizer" / "spiece.model").is_file()
+
+
+def test_clip_text_encoder_names_its_tensors_like_the_hub(tiny_weights: Path) -> None:
+    """sr2's CLIP pickle uses the hub's `text_model.*` names: transformers before 5 (the official script's 4.29)
+    loads nothing else, and would silently start the encoder from random weights."""
+    import torch
+    from transformers import CLIPTextModel
+
+    folder = tiny_weights / "show-1-sr2" / "text_encoder"
+    stored = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    loaded = CLIPTextModel.from_pretrained(folder).state_dict()
+    assert set(stored) == {f"text_model.{key}" for key in loaded}
+    assert all(torch.equal(value, stored[f"text_model.{key}"]) for key, value in loaded.items())

@@ -142,8 +142,9 @@ def super_resolve(
 
     `first_frame` (3, height, width) anchors the first window; without it the first window starts from
     its noised upscaled condition like every other frame. Each later window is anchored on the frame
-    the previous window produced at its start, and its own output for that frame replaces the earlier
-    one (as in the original), so every frame is written by the last window that covers it.
+    the previous window produced at its start, as produced (not clamped: the last sampling step can end
+    slightly outside [-1, 1]), and its own output for that frame replaces the earlier one (as in the
+    original), so every frame is written by the last window that covers it. The video is clamped once done.
     """
     upscaled = upscale_condition(video.to(device, torch.float32), height, width).to(dtype)
     output = torch.empty_like(upscaled)
@@ -166,8 +167,8 @@ def super_resolve(
             anchor=anchor,
             tick=tick,
         )
-        output[start:end] = result[0].permute(1, 0, 2, 3).clamp(-1, 1)
-    return output
+        output[start:end] = result[0].permute(1, 0, 2, 3)
+    return output.clamp(-1, 1)
 
 
 def check_sizes(in_height: int, in_width: int, height: int, width: int, stage: str = "sr1") -> None:

@@ -253,7 +253,8 @@ def write_clip_text_encoder(folder: Path, vocab_size: int, *, hidden_size: int, 
     folder.mkdir(parents=True, exist_ok=True)
     config.architectures = ["CLIPTextModel"]
     config.save_pretrained(folder)
-    save_pickle(model.state_dict(), folder / "pytorch_model.bin")
+    # The hub checkpoint names its tensors `text_model.*`, which transformers before 5 requires (5 reads both).
+    save_pickle({f"text_model.{key}": value for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
 
 
 def write_pixel_repository_parts(folder: Path, component: str, spiece_model: bytes, *, t5_dim: int, seed: int, text: bool = True) -> None:
