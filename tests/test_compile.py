@@ -114,3 +114,4 @@ def test_the_option_reaches_the_stage_and_the_record(flag: list[str], tiny_weigh
     assert result.exit_code == 0, result.output
     assert read_video(out).metadata["compile"] is bool(flag)
     assert len(compiled) == (9 if flag else 0)  # the tiny base UNet's 4 down, 1 mid and 4 up blocks
+    assert ("offload none, UNet blocks compiled" in run_cli("info", out).output) is bool(flag)
