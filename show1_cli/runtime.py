@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 from dataclasses import dataclass
@@ -111,6 +112,9 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "a
     if compile and offload == "sequential":
         raise InputError("--compile cannot speed up --offload sequential: its per-layer weight moves break every compiled graph",
                          "use --offload auto, model or none with --compile, or drop --compile")
+    if compile and "isolate_recompiles" not in inspect.signature(torch.compile).parameters:
+        raise InputError(f"--compile needs torch.compile(isolate_recompiles=...), which torch {torch.__version__} lacks",
+                         "install torch 2.13 or newer, or drop --compile")
     if torch_device.type == "cpu":
         offload = "none"
     return Runtime(device=torch_device, dtype=DTYPES[dtype], offload=offload, compile=compile)
@@ -131,7 +135,9 @@ def compile_blocks(blocks: list[torch.nn.Module]) -> None:
     interpolation's smaller last batch), each compiled once into the fastest kernels for it.
     """
     for block in blocks:
-        block.compile(dynamic=False)
+        # Every block of a kind shares one forward, and Dynamo counts its recompile limit (8) per function unless
+        # told otherwise: the chain's 4 UNets have 17 down blocks, so without this the later stages would run eager.
+        block.compile(dynamic=False, isolate_recompiles=True)
 
 
 class ModelStore:

@@ -68,6 +68,27 @@ def test_a_compiled_block_gives_the_eager_result_and_compiles_once(base: Path, e
         torch.testing.assert_close(keyframes(unet, base), compiled, rtol=0, atol=0)
 
 
+class Scale(torch.nn.Module):
+    """A block in miniature: one forward shared by every instance, a weight of each instance's own size."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+def test_more_blocks_of_one_kind_than_the_recompile_limit_all_compile() -> None:
+    blocks = [Scale(channels) for channels in range(1, torch._dynamo.config.recompile_limit + 3)]  # the chain's UNets: 17 down blocks
+    compile_blocks(blocks)
+    before = graphs()
+    with torch.no_grad():
+        for block in blocks:
+            block(torch.ones(len(block.weight)))
+    assert graphs() - before == len(blocks)  # none fell back to eager
+
+
 def test_a_compiled_block_works_under_the_model_offload_hook(base: Path, eager: torch.Tensor,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime_module, "unet_blocks", lambda model: [model.down_blocks[0]])
@@ -93,6 +114,12 @@ def test_compile_with_sequential_offload_is_refused_in_one_line(tmp_path: Path) 
         resolve_runtime("cpu", "fp32", "sequential", compile=True)
     result = run_cli("generate", "a cat", "-o", tmp_path / "cat.mp4", "--compile", "--offload", "sequential", "--dry-run")
     assert result.exit_code == 2 and "--compile cannot" in result.output and "--offload auto, model or none" in result.output
+
+
+def test_compile_on_a_torch_without_isolated_recompiles_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", lambda model=None, *, dynamic=None: model)
+    with pytest.raises(InputError, match="install torch 2.13 or newer"):
+        resolve_runtime("cpu", "fp32", "none", compile=True)
 
 
 def test_dry_run_says_which_stages_compile(tmp_path: Path) -> None:
