@@ -21,7 +21,10 @@ writes to benchmarks/results/full_size[-TAG].json:
   relative to eager's largest value (the stage's output is no measure here: from random weights the
   samplers' thresholding turns float rounding into any difference), and for `--compile` the compile time
   (first run minus warm time), the graphs compiled and those compiled again in the warm runs (0: no
-  recompiles). On a shared machine, `--repeats 3` or more keeps other processes out of the ratios. `--compile` compiles the
+  recompiles). The comparisons' times are wall seconds on CUDA and the process's CPU seconds on the CPU (one
+  thread: the wall time of an idle machine; a shared machine's other processes do not enter them), the
+  compile time is wall seconds (the C++ compiler runs in its own processes). `--repeats 3` or more keeps
+  the remaining noise out of the ratios. `--compile` compiles the
   UNet's blocks as `show1 --compile` does; `--channels-last` puts its 2D convolutions in channels-last;
   `--sdpa` runs with only that attention backend. The text encoder runs eager only.
 
@@ -161,18 +164,20 @@ def synchronize(runtime: Runtime) -> None:
         torch.cuda.synchronize(runtime.device)
 
 
-def timed(runtime: Runtime, run) -> tuple[float, torch.Tensor]:
-    """Seconds of `run(generator)` with a freshly seeded generator, and its output."""
+def timed(runtime: Runtime, run) -> tuple[float, float, torch.Tensor]:
+    """Wall and process CPU seconds of `run(generator)` with a freshly seeded generator, and its output."""
     synchronize(runtime)
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     output = run(torch.Generator().manual_seed(SEED))
     synchronize(runtime)
-    return time.perf_counter() - started, output
+    return time.perf_counter() - wall, time.process_time() - cpu, output
 
 
-def warm_seconds(runtime: Runtime, run, repeats: int) -> float:
-    """The fastest of `repeats` runs of a stage that has run once (warm caches, compiled graphs)."""
-    return min(timed(runtime, run)[0] for _ in range(repeats))
+def warm_seconds(runtime: Runtime, run, repeats: int) -> tuple[float, float]:
+    """Wall seconds and the comparisons' seconds (module docstring): the fastest of `repeats` runs of a stage that has
+    run once (warm caches, compiled graphs)."""
+    runs = [timed(runtime, run)[:2] for _ in range(repeats)]
+    return min(wall for wall, _ in runs), min(wall if runtime.device.type == "cuda" else cpu for wall, cpu in runs)
 
 
 @contextlib.contextmanager
@@ -207,14 +212,14 @@ def compare(name: str, runtime: Runtime, counter: CallCounter, model: torch.nn.M
     """A stage run with fast path `name` against eager: ratio of the warm times, difference, compile figures."""
     graphs = counters["stats"]["unique_graphs"]
     with fast_path(name, model):
-        first, _ = timed(runtime, run)
+        first_wall, _, _ = timed(runtime, run)
         first_graphs = counters["stats"]["unique_graphs"] - graphs
-        seconds = warm_seconds(runtime, run, repeats)
+        wall, seconds = warm_seconds(runtime, run, repeats)
         prediction = counter.first_call(model).sample
     difference = (prediction.float() - eager_prediction.float()).abs().max() / eager_prediction.float().abs().max()
     result = {"seconds": round(seconds, 3), "ratio": round(eager_seconds / seconds, 3), "relative_difference": float(difference)}
     if name == "compile":
-        result.update(compile_seconds=round(first - seconds, 3), graphs=first_graphs,
+        result.update(compile_seconds=round(first_wall - wall, 3), graphs=first_graphs,
                       graphs_recompiled=counters["stats"]["unique_graphs"] - graphs - first_graphs)
     return result
 
@@ -224,13 +229,13 @@ def measure(name: str, runtime: Runtime, model: torch.nn.Module, run, fast_paths
     """Time one stage's `run(generator)` and count its calls of `model`, its peak memory and FLOPs; then each fast path."""
     counter = CallCounter(model)
     runtime.reset_peak_memory()
-    seconds, output = timed(runtime, run)
+    seconds, _, output = timed(runtime, run)
     peak = runtime.peak_memory_bytes()
     flops, first_output = counter.flops(model)
     result = {"stage": name, "seconds": round(seconds, 3), "unet_calls": counter.calls,
               "seconds_per_call": round(seconds / counter.calls, 4), "peak_memory_bytes": peak, "flops": flops * counter.calls}
     if fast_paths:
-        warm = warm_seconds(runtime, run, repeats)
+        _, warm = warm_seconds(runtime, run, repeats)
         result["eager_warm_seconds"] = round(warm, 3)
         result["fast_paths"] = {path: compare(path, runtime, counter, model, run, warm, first_output.sample, repeats)
                                 for path in fast_paths}
@@ -362,6 +367,7 @@ def main() -> int:
     # compile last: its blocks stay compiled
     fast_paths = (*(f"sdpa-{name}" for name in args.sdpa), *(["channels-last"] if args.channels_last else []),
                   *(["compile"] if args.compile else []))
+    clock = "wall" if args.device.startswith("cuda") else "process CPU"
     diffusers.utils.logging.set_verbosity_error()  # casting a random-weight model with .to(dtype) is what is meant here
 
     device = torch.device(args.device)
@@ -374,7 +380,8 @@ def main() -> int:
     preset = scaled_preset(scale, steps_scale)
     torch.manual_seed(0)
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {device} {args.dtype or dtype}, "
-          f"offload {runtime.offload}, scale {scale}, steps x {steps_scale}" + (f", against {', '.join(fast_paths)}" if fast_paths else ""),
+          f"offload {runtime.offload}, scale {scale}, steps x {steps_scale}"
+          + (f", against {', '.join(fast_paths)} ({clock} seconds)" if fast_paths else ""),
           flush=True)
 
     started = time.perf_counter()
@@ -402,7 +409,7 @@ def main() -> int:
         "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
         "offload": runtime.offload, "scale": scale, "steps_scale": steps_scale, "peak_tflops": args.peak_tflops, "repeats": args.repeats,
         "preset": preset.to_dict(), "stages": results, "total_seconds": round(total_seconds, 3), "total_flops": total_flops,
-        "fast_paths": summary,
+        "fast_paths": summary, "fast_path_clock": clock if fast_paths else None,
     }, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
     return 0
