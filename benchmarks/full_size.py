@@ -39,6 +39,9 @@ nothing about the real sizes. On CUDA it runs at full size:
     python benchmarks/full_size.py --device cuda --dtype bf16 --peak-tflops 989 --tag h200-bf16
     python benchmarks/full_size.py            # CPU smoke
     python benchmarks/full_size.py --device cuda --compile --channels-last --sdpa flash --sdpa cudnn --tag h200-fast-paths
+    # CPU smoke of the fast paths (an empty TORCHINDUCTOR_CACHE_DIR, then again with it filled: tag compile-cpu-warm-cache)
+    python benchmarks/full_size.py --scale 0.0625 --steps-scale 0.03 --compile --channels-last --sdpa math --sdpa flash \
+        --repeats 3 --tag compile-cpu
 """
 
 from __future__ import annotations
