@@ -13,7 +13,20 @@ writes to benchmarks/results/full_size[-TAG].json:
 - the weights' size in the run's dtype beside the planner's predicted peak (show1_cli/memory.py), so that a
   CUDA run checks the planner's activation allowances;
 - the FLOPs of one UNet call (torch.utils.flop_counter on the stage's first call, rerun once after the
-  timing) times the calls, and with `--peak-tflops` the achieved fraction of that peak rate.
+  timing) times the calls, and with `--peak-tflops` the achieved fraction of that peak rate;
+- with `--compile`, `--channels-last` or `--sdpa BACKEND`, each of these fast paths beside eager in the same
+  run, on the same input and seed: the stage's warm time with it (the fastest of `--repeats` runs after the
+  first, so that a compiled stage runs compiled graphs only) against eager's warm time as a ratio (eager /
+  fast path: above 1 is faster), the largest difference of the stage's first UNet call from eager's,
+  relative to eager's largest value (the stage's output is no measure here: from random weights the
+  samplers' thresholding turns float rounding into any difference), and for `--compile` the compile time
+  (first run minus warm time), the graphs compiled and those compiled again in the warm runs (0: no
+  recompiles). The comparisons' times are wall seconds on CUDA and the process's CPU seconds on the CPU (one
+  thread: the wall time of an idle machine; a shared machine's other processes do not enter them), the
+  compile time is wall seconds (the C++ compiler runs in its own processes). `--repeats 3` or more keeps
+  the remaining noise out of the ratios. `--compile` compiles the
+  UNet's blocks as `show1 --compile` does; `--channels-last` puts its 2D convolutions in channels-last;
+  `--sdpa` runs with only that attention backend. The text encoder runs eager only.
 
 Not covered: sr1's first frame (IF-II-L, gated; the default `--first-frame auto` runs without it when it is
 absent, and its real config is not in show1_cli/hub_configs), sr2's CLIP text encoder (one call, 340M
@@ -25,11 +38,16 @@ nothing about the real sizes. On CUDA it runs at full size:
 
     python benchmarks/full_size.py --device cuda --dtype bf16 --peak-tflops 989 --tag h200-bf16
     python benchmarks/full_size.py            # CPU smoke
+    python benchmarks/full_size.py --device cuda --compile --channels-last --sdpa flash --sdpa cudnn --tag h200-fast-paths
+    # CPU smoke of the fast paths (an empty TORCHINDUCTOR_CACHE_DIR, then again with it filled: tag compile-cpu-warm-cache)
+    python benchmarks/full_size.py --scale 0.0625 --steps-scale 0.03 --compile --channels-last --sdpa math --sdpa flash \
+        --repeats 3 --tag compile-cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -38,6 +56,8 @@ from pathlib import Path
 
 import diffusers
 import torch
+from torch._dynamo.utils import counters
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +68,7 @@ from show1_cli import memory  # noqa: E402
 from show1_cli.models import UNet3DConditionModel  # noqa: E402
 from show1_cli.presets import SIZE_MULTIPLE, Preset, load_preset  # noqa: E402
 from show1_cli.progress import format_bytes  # noqa: E402
-from show1_cli.runtime import DTYPES, ModelStore, Runtime  # noqa: E402
+from show1_cli.runtime import DTYPES, ModelStore, Runtime, compile_blocks, unet_blocks  # noqa: E402
 from show1_cli.stages.interpolate import interpolate_video  # noqa: E402
 from show1_cli.stages.keyframes import generate_keyframes  # noqa: E402
 from show1_cli.stages.sampling import scheduler_from_config  # noqa: E402
@@ -60,6 +80,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 STAGES = ("text", "keyframes", "interpolate", "sr1", "sr2")
 TOKENS = 77
 CHANNEL_MULTIPLE = 32  # the models' group norms have 32 groups
+SEED = 0
+SDPA_BACKENDS = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                 "cudnn": SDPBackend.CUDNN_ATTENTION}
 
 
 def scaled(channels: int, scale: float) -> int:
@@ -113,7 +136,7 @@ def scaled_preset(scale: float, steps_scale: float) -> Preset:
 
 
 class CallCounter:
-    """Counts a model's forward calls and keeps the first call's inputs for the FLOP count."""
+    """Counts a model's forward calls and keeps the first call's inputs for the FLOP count and the fast paths' check."""
 
     def __init__(self, model: torch.nn.Module):
         self.calls = 0
@@ -125,12 +148,18 @@ class CallCounter:
             self.first = (args, dict(kwargs))
         self.calls += 1
 
-    def flops(self, model: torch.nn.Module) -> int:
+    def first_call(self, model: torch.nn.Module):
+        """The model's first call again."""
         self._handle.remove()
         args, kwargs = self.first
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*args, **kwargs)
-        return counter.get_total_flops()
+        with torch.no_grad():
+            return model(*args, **kwargs)
+
+    def flops(self, model: torch.nn.Module) -> tuple[int, object]:
+        """The FLOPs and the output of the first call."""
+        with FlopCounterMode(display=False) as counter:
+            output = self.first_call(model)
+        return counter.get_total_flops(), output
 
 
 def synchronize(runtime: Runtime) -> None:
@@ -138,24 +167,88 @@ def synchronize(runtime: Runtime) -> None:
         torch.cuda.synchronize(runtime.device)
 
 
-def measure(name: str, runtime: Runtime, model: torch.nn.Module, run) -> tuple[dict, torch.Tensor]:
-    """Time one stage's `run()` and count its calls of `model`, its peak memory and FLOPs."""
+def timed(runtime: Runtime, run) -> tuple[float, float, torch.Tensor]:
+    """Wall and process CPU seconds of `run(generator)` with a freshly seeded generator, and its output."""
+    synchronize(runtime)
+    wall, cpu = time.perf_counter(), time.process_time()
+    output = run(torch.Generator().manual_seed(SEED))
+    synchronize(runtime)
+    return time.perf_counter() - wall, time.process_time() - cpu, output
+
+
+def warm_seconds(runtime: Runtime, run, repeats: int) -> tuple[float, float]:
+    """Wall seconds and the comparisons' seconds (module docstring): the fastest of `repeats` runs of a stage that has
+    run once (warm caches, compiled graphs)."""
+    runs = [timed(runtime, run)[:2] for _ in range(repeats)]
+    return min(wall for wall, _ in runs), min(wall if runtime.device.type == "cuda" else cpu for wall, cpu in runs)
+
+
+@contextlib.contextmanager
+def channels_last(model: torch.nn.Module):
+    """The model's 2D convolutions in channels-last (the temporal ones are Conv3d: their weights stay as they are)."""
+    convs = [module for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    for conv in convs:
+        conv.to(memory_format=torch.channels_last)
+    yield
+    for conv in convs:
+        conv.to(memory_format=torch.contiguous_format)
+
+
+@contextlib.contextmanager
+def compiled(model: torch.nn.Module):
+    """The model's blocks compiled as `show1 --compile` compiles them; they stay compiled (this fast path runs last)."""
+    compile_blocks(unet_blocks(model))
+    yield
+
+
+def fast_path(name: str, model: torch.nn.Module):
+    """The context in which `model` runs the fast path `name` (compile, channels-last, sdpa-BACKEND)."""
+    if name == "compile":
+        return compiled(model)
+    if name == "channels-last":
+        return channels_last(model)
+    return sdpa_kernel(SDPA_BACKENDS[name.removeprefix("sdpa-")])
+
+
+def compare(name: str, runtime: Runtime, counter: CallCounter, model: torch.nn.Module, run, eager_seconds: float,
+            eager_prediction: torch.Tensor, repeats: int) -> dict:
+    """A stage run with fast path `name` against eager: ratio of the warm times, difference, compile figures."""
+    graphs = counters["stats"]["unique_graphs"]
+    with fast_path(name, model):
+        first_wall, _, _ = timed(runtime, run)
+        first_graphs = counters["stats"]["unique_graphs"] - graphs
+        wall, seconds = warm_seconds(runtime, run, repeats)
+        prediction = counter.first_call(model).sample
+    difference = (prediction.float() - eager_prediction.float()).abs().max() / eager_prediction.float().abs().max()
+    result = {"seconds": round(seconds, 3), "ratio": round(eager_seconds / seconds, 3), "relative_difference": float(difference)}
+    if name == "compile":
+        result.update(compile_seconds=round(first_wall - wall, 3), graphs=first_graphs,
+                      graphs_recompiled=counters["stats"]["unique_graphs"] - graphs - first_graphs)
+    return result
+
+
+def measure(name: str, runtime: Runtime, model: torch.nn.Module, run, fast_paths: tuple[str, ...] = (),
+            repeats: int = 1) -> tuple[dict, torch.Tensor]:
+    """Time one stage's `run(generator)` and count its calls of `model`, its peak memory and FLOPs; then each fast path."""
     counter = CallCounter(model)
-    synchronize(runtime)
     runtime.reset_peak_memory()
-    started = time.perf_counter()
-    output = run()
-    synchronize(runtime)
-    seconds = time.perf_counter() - started
+    seconds, _, output = timed(runtime, run)
     peak = runtime.peak_memory_bytes()
-    flops = counter.flops(model) * counter.calls
-    return {"stage": name, "seconds": round(seconds, 3), "unet_calls": counter.calls,
-            "seconds_per_call": round(seconds / counter.calls, 4), "peak_memory_bytes": peak, "flops": flops}, output
+    flops, first_output = counter.flops(model)
+    result = {"stage": name, "seconds": round(seconds, 3), "unet_calls": counter.calls,
+              "seconds_per_call": round(seconds / counter.calls, 4), "peak_memory_bytes": peak, "flops": flops * counter.calls}
+    if fast_paths:
+        _, warm = warm_seconds(runtime, run, repeats)
+        result["eager_warm_seconds"] = round(warm, 3)
+        result["fast_paths"] = {path: compare(path, runtime, counter, model, run, warm, first_output.sample, repeats)
+                                for path in fast_paths}
+    return result, output
 
 
-def run_chain(preset: Preset, runtime: Runtime, scale: float, stages: tuple[str, ...]) -> list[dict]:
+def run_chain(preset: Preset, runtime: Runtime, scale: float, stages: tuple[str, ...], fast_paths: tuple[str, ...] = (),
+              repeats: int = 1) -> list[dict]:
+    """Each stage on the output of the eager stage before it, every run from the same seed."""
     models = ModelStore(runtime)
-    generator = torch.Generator().manual_seed(0)
     text_dim = scaled(4096, scale) if scale != 1 else 4096
     prompt, negative = (torch.randn(1, TOKENS, text_dim, dtype=runtime.dtype) for _ in range(2))
     video = torch.rand(preset.keyframes.frames, 3, preset.keyframes.height, preset.keyframes.width) * 2 - 1
@@ -173,7 +266,7 @@ def run_chain(preset: Preset, runtime: Runtime, scale: float, stages: tuple[str,
 
         encoder = models.get("text", lambda: build(runtime, lambda: T5EncoderModel(text_encoder_config(scale))))
         ids = torch.randint(0, 32000, (1, TOKENS), device=runtime.device)
-        result, _ = measure("text", runtime, encoder, lambda: [encoder(input_ids=ids) for _ in range(2)])
+        result, _ = measure("text", runtime, encoder, lambda generator: [encoder(input_ids=ids) for _ in range(2)])
         models.drop("text")
         stage_done(result, encoder)
 
@@ -184,24 +277,25 @@ def run_chain(preset: Preset, runtime: Runtime, scale: float, stages: tuple[str,
     if "keyframes" in stages:
         settings = preset.keyframes
         model = unet("show-1-base")
-        result, video = measure("keyframes", runtime, model, lambda: generate_keyframes(
+        result, video = measure("keyframes", runtime, model, lambda generator: generate_keyframes(
             model, scheduler_from_config(base_scheduler), frames=settings.frames, height=settings.height, width=settings.width,
-            steps=settings.steps, guidance_scale=settings.guidance_scale, generator=generator, **common))
+            steps=settings.steps, guidance_scale=settings.guidance_scale, generator=generator, **common), fast_paths, repeats)
         stage_done(result, model)
     if "interpolate" in stages:
         settings = preset.interpolate
         model = unet("show-1-interpolation")
-        result, video = measure("interpolate", runtime, model, lambda: interpolate_video(
+        result, video = measure("interpolate", runtime, model, lambda generator: interpolate_video(
             model, scheduler_from_config(base_scheduler), video, steps=settings.steps, guidance_scale=settings.guidance_scale,
-            generator=generator, **common))
+            generator=generator, **common), fast_paths, repeats)
         stage_done(result, model)
     if "sr1" in stages:
         settings = preset.sr1
         model = unet("show-1-sr1")
-        result, video = measure("sr1", runtime, model, lambda: super_resolve(
+        result, video = measure("sr1", runtime, model, lambda generator: super_resolve(
             model, scheduler_from_config(base_scheduler), scheduler_from_config(IMAGE_NOISING_SCHEDULER), video,
             height=settings.height, width=settings.width, steps=settings.steps, guidance_scale=settings.guidance_scale,
-            noise_level=settings.noise_level, window=settings.window, stride=settings.stride, generator=generator, **common).cpu())
+            noise_level=settings.noise_level, window=settings.window, stride=settings.stride, generator=generator, **common).cpu(),
+            fast_paths, repeats)
         stage_done(result, model)
     if "sr2" in stages:
         from diffusers import AutoencoderKL
@@ -212,11 +306,11 @@ def run_chain(preset: Preset, runtime: Runtime, scale: float, stages: tuple[str,
         model = unet("show-1-sr2")
         clip_dim = unet_config("show-1-sr2", scale)["cross_attention_dim"]
         clip_prompt, clip_negative = (torch.randn(1, TOKENS, clip_dim, dtype=runtime.dtype) for _ in range(2))
-        result, video = measure("sr2", runtime, model, lambda: translate(
+        result, video = measure("sr2", runtime, model, lambda generator: translate(
             model, vae, scheduler_from_config(hub_config("scheduler-show-1-sr2.json")), video, height=settings.height,
             width=settings.width, prompt_embeds=clip_prompt, negative_embeds=clip_negative, steps=settings.steps,
             guidance_scale=settings.guidance_scale, strength=settings.strength, generator=generator, device=runtime.device,
-            dtype=runtime.dtype))
+            dtype=runtime.dtype), fast_paths, repeats)
         stage_done(result, model, vae)
     return results
 
@@ -225,6 +319,24 @@ def print_row(result: dict) -> None:
     print(f"{result['stage']:>11}: {result['seconds']:8.2f} s, {result['unet_calls']:4d} calls x {result['seconds_per_call']:7.3f} s, "
           f"peak {format_bytes(result['peak_memory_bytes']):>10} (weights {format_bytes(result['weights_bytes'])}), "
           f"{result['flops'] / 1e12:9.3f} TFLOP", flush=True)
+    for name, path in result.get("fast_paths", {}).items():
+        compile_figures = (f", compile {path['compile_seconds']:.1f} s, {path['graphs']} graphs, {path['graphs_recompiled']} "
+                           "recompiled in the warm runs" if name == "compile" else "")
+        print(f"{'':>11}  {name}: {path['seconds']:.2f} s warm against eager's {result['eager_warm_seconds']:.2f} s, ratio "
+              f"{path['ratio']:.2f}, first UNet call differs by {path['relative_difference']:.1e}{compile_figures}", flush=True)
+
+
+def chain_fast_paths(results: list[dict], fast_paths: tuple[str, ...]) -> dict[str, dict]:
+    """Each fast path over the stages that ran it: eager's warm time over its warm time, and its compile time."""
+    stages = [result for result in results if "fast_paths" in result]
+    eager = sum(result["eager_warm_seconds"] for result in stages)
+    summary = {}
+    for name in fast_paths:
+        figures = [result["fast_paths"][name] for result in stages]
+        summary[name] = {"ratio": round(eager / sum(figure["seconds"] for figure in figures), 3)}
+        if name == "compile":
+            summary[name]["compile_seconds"] = round(sum(figure["compile_seconds"] for figure in figures), 1)
+    return summary
 
 
 def predicted_peaks(preset: Preset, stages: tuple[str, ...], runtime: Runtime) -> dict[str, int]:
@@ -246,8 +358,19 @@ def main() -> int:
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak rate in the run's dtype, e.g. 989 "
                         "for an H100/H200 in bf16 or fp16 (dense)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--compile", action="store_true", help="also run each stage with its UNet's blocks compiled (show1 --compile)")
+    parser.add_argument("--channels-last", action="store_true", help="also run each stage with its UNet's convolutions channels-last")
+    parser.add_argument("--sdpa", action="append", default=[], choices=tuple(SDPA_BACKENDS), help="also run each stage with only this "
+                        "attention backend (repeatable)")
+    parser.add_argument("--repeats", type=int, default=1, help="with fast paths: warm time = the fastest of this many runs")
     parser.add_argument("--tag", default=None, help="results go to full_size-TAG.json")
     args = parser.parse_args()
+    if args.compile and args.offload == "sequential":
+        parser.error("--compile cannot run with --offload sequential (show1 refuses it too)")
+    # compile last: its blocks stay compiled
+    fast_paths = (*(f"sdpa-{name}" for name in args.sdpa), *(["channels-last"] if args.channels_last else []),
+                  *(["compile"] if args.compile else []))
+    clock = "wall" if args.device.startswith("cuda") else "process CPU"
     diffusers.utils.logging.set_verbosity_error()  # casting a random-weight model with .to(dtype) is what is meant here
 
     device = torch.device(args.device)
@@ -260,10 +383,12 @@ def main() -> int:
     preset = scaled_preset(scale, steps_scale)
     torch.manual_seed(0)
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {device} {args.dtype or dtype}, "
-          f"offload {runtime.offload}, scale {scale}, steps x {steps_scale}", flush=True)
+          f"offload {runtime.offload}, scale {scale}, steps x {steps_scale}"
+          + (f", against {', '.join(fast_paths)} ({clock} seconds)" if fast_paths else ""),
+          flush=True)
 
     started = time.perf_counter()
-    results = run_chain(preset, runtime, scale, stages)
+    results = run_chain(preset, runtime, scale, stages, fast_paths, args.repeats)
     predicted = predicted_peaks(preset, stages, runtime) if scale == 1 else {}
     for result in results:
         if predicted:  # the planner's figures are for the real sizes
@@ -275,14 +400,19 @@ def main() -> int:
     print(f"{'chain':>11}: {total_seconds:8.2f} s, {total_flops / 1e12:.3f} TFLOP"
           + (f", {total_flops / total_seconds / (args.peak_tflops * 1e12):.1%} of {args.peak_tflops} TFLOP/s"
              if args.peak_tflops else "") + f" (run {time.perf_counter() - started:.0f} s with setup)")
+    summary = chain_fast_paths(results, fast_paths)
+    for name, figures in summary.items():
+        compile_time = f", compile {figures['compile_seconds']:.1f} s" if name == "compile" else ""
+        print(f"{'':>11}  {name}: ratio {figures['ratio']:.2f} over the UNet stages{compile_time}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / (f"full_size-{args.tag}.json" if args.tag else "full_size.json")
     path.write_text(json.dumps({
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
-        "offload": runtime.offload, "scale": scale, "steps_scale": steps_scale, "peak_tflops": args.peak_tflops,
+        "offload": runtime.offload, "scale": scale, "steps_scale": steps_scale, "peak_tflops": args.peak_tflops, "repeats": args.repeats,
         "preset": preset.to_dict(), "stages": results, "total_seconds": round(total_seconds, 3), "total_flops": total_flops,
+        "fast_paths": summary, "fast_path_clock": clock if fast_paths else None,
     }, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
     return 0

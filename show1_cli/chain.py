@@ -220,6 +220,7 @@ class Chain:
         with ChainProgress(self.runtime, len(job.stages), show=self.show_progress) as progress:
             for stage in job.stages:
                 self.models.offload = plan.offload(stage)
+                self.models.compile = plan.compiled(stage)
                 with progress.stage(stage) as on_step:
                     context.on_step = on_step
                     video = _run_checked(stage, context, video)
@@ -237,7 +238,7 @@ class Chain:
 
 def memory_plan(job: Job, runtime: Runtime, options: dict[str, Any], max_memory: int | None = None) -> MemoryPlan:
     """How `job`'s stages (the text encoder first when they need it) use the accelerator: `--offload` per stage,
-    chosen by the memory planner under auto (show1_cli/memory.py)."""
+    chosen by the memory planner under auto, and where `--compile` applies (show1_cli/memory.py)."""
     from show1_cli.memory import plan_stages
 
     stages = ("text", *job.stages) if job.texts() else job.stages
@@ -245,7 +246,7 @@ def memory_plan(job: Job, runtime: Runtime, options: dict[str, Any], max_memory:
     first_frame = "sr1" in stages and options.get("first_frame", "auto") != "none"
     return plan_stages(stages, job.preset, dtype_bytes=runtime.dtype.itemsize, budget_bytes=runtime.memory_budget(max_memory),
                        offload=runtime.offload, first_frame=first_frame, windows_per_call=options.get("windows_per_call"),
-                       input_shape=input_shape)
+                       input_shape=input_shape, compile=runtime.compile)
 
 
 def _run_checked(stage: str, context: StageContext, video: torch.Tensor | None) -> torch.Tensor:

@@ -14,6 +14,8 @@ Modes, fastest first: "none" keeps the stage's models on the accelerator (peak: 
 activations); "model" moves each model there for its forward pass (peak: the largest model with its
 activations); "sequential" streams weights layer by layer (peak: the largest layer with the activations).
 sr2 decodes its VAE frame by frame (slicing) always, and in tiles too when even one frame does not fit.
+With `--compile`, a stage's UNet blocks are compiled unless it runs "sequential": accelerate's per-layer
+weight moves would break every compiled graph into pieces, slower than not compiling.
 
 This module imports neither torch nor the models, so that `--dry-run` prints a plan at once.
 """
@@ -151,17 +153,23 @@ class StagePlan:
     peak_bytes: int  # predicted, under `offload`
     fits: bool
     vae_tiling: bool = False
+    compiled: bool = False  # its UNets' blocks are compiled (--compile)
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """How each stage runs: its offload mode, predicted peak, and (sr2) whether the VAE decodes in tiles."""
+    """How each stage runs: its offload mode, predicted peak, (sr2) whether the VAE decodes in tiles, and
+    whether its UNets are compiled."""
 
     budget_bytes: int | None  # None: no accelerator, nothing to plan
     stages: tuple[StagePlan, ...]
+    compile: bool = False  # --compile was asked for
 
     def offload(self, stage: str) -> str:
         return next((plan.offload for plan in self.stages if plan.stage == stage), "none")
+
+    def compiled(self, stage: str) -> bool:
+        return any(plan.compiled for plan in self.stages if plan.stage == stage)
 
     def vae_tiling(self) -> bool:
         return any(plan.vae_tiling for plan in self.stages)
@@ -169,10 +177,14 @@ class MemoryPlan:
     def lines(self) -> list[str]:
         """The plan in words, one line per stage, as `--dry-run` prints it."""
         if self.budget_bytes is None:
-            return ["memory plan: on the CPU, nothing to offload (every stage: none)"]
+            compiled = [plan.stage for plan in self.stages if plan.compiled]
+            return ["memory plan: on the CPU, nothing to offload (every stage: none)",
+                    *([f"compiled: the UNet blocks of {', '.join(compiled)}"] if compiled else [])]
         out = [f"memory plan for {_gib(self.budget_bytes)} of accelerator memory (predicted peaks, x{HEADROOM} must fit):"]
         for plan in self.stages:
             extras = ", VAE decoded in tiles" if plan.vae_tiling else ""
+            if self.compile and plan.stage in UNET_CONFIGS:
+                extras += ", UNet blocks compiled" if plan.compiled else ", not compiled (sequential offload)"
             warning = "" if plan.fits else "  (may not fit: use fewer frames or a smaller size)"
             out.append(f"  {plan.stage:<11} offload {plan.offload:<10} peak {_gib(plan.peak_bytes)}{extras}{warning}")
         return out
@@ -184,16 +196,18 @@ def _gib(count: int) -> str:
 
 def plan_stages(stages: tuple[str, ...], preset: Preset, *, dtype_bytes: int, budget_bytes: int | None, offload: str = AUTO,
                 first_frame: bool = False, windows_per_call: int | None = None,
-                input_shape: tuple[int, int, int] | None = None) -> MemoryPlan:
+                input_shape: tuple[int, int, int] | None = None, compile: bool = False) -> MemoryPlan:
     """The plan for running `stages` ("text" first when the T5 embeddings are computed) with `preset`.
 
     `budget_bytes`: the accelerator memory the run may use (None on the CPU: every stage "none"). `offload`:
     "auto" picks, per stage, the fastest mode whose predicted peak times HEADROOM fits, else "sequential";
     a fixed mode is used for every stage. `input_shape`: (frames, height, width) of the video entering the
-    first video stage (default: what the preset's earlier stages make).
+    first video stage (default: what the preset's earlier stages make). `compile`: compile the UNet blocks of
+    the stages that do not run "sequential".
     """
     if budget_bytes is None:
-        return MemoryPlan(None, tuple(StagePlan(stage, "none", 0, True) for stage in stages))
+        return MemoryPlan(None, tuple(StagePlan(stage, "none", 0, True, compiled=_compiles(compile, stage, "none")) for stage in stages),
+                          compile)
     if offload != AUTO and offload not in OFFLOAD_MODES:
         raise InputError(f"unknown offload mode {offload!r}", f"use --offload {'|'.join((AUTO, *OFFLOAD_MODES))}")
     plans = []
@@ -206,8 +220,13 @@ def plan_stages(stages: tuple[str, ...], preset: Preset, *, dtype_bytes: int, bu
         if tiling:
             use = stage_use(preset, stage, dtype_bytes, **shape, vae_tiling=True)
         peak = use.peak(mode, dtype_bytes)
-        plans.append(StagePlan(stage, mode, peak, peak * HEADROOM <= budget_bytes, tiling))
-    return MemoryPlan(budget_bytes, tuple(plans))
+        plans.append(StagePlan(stage, mode, peak, peak * HEADROOM <= budget_bytes, tiling, _compiles(compile, stage, mode)))
+    return MemoryPlan(budget_bytes, tuple(plans), compile)
+
+
+def _compiles(compile: bool, stage: str, offload: str) -> bool:
+    """Whether --compile compiles `stage`'s UNet blocks under `offload` (see the module docstring)."""
+    return compile and stage in UNET_CONFIGS and offload != "sequential"
 
 
 def stage_inputs(stages: tuple[str, ...], preset: Preset,

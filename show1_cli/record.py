@@ -78,6 +78,7 @@ def build_record(job: Job, context: StageContext, last_stage: str, video: torch.
         "device": str(runtime.device),
         "dtype": dtype_name(runtime.dtype),
         "offload": runtime.offload,
+        "compile": runtime.compile,
         "timings": {report.name: {"seconds": round(report.seconds, 3), "peak_memory_bytes": report.peak_memory_bytes}
                     for report in reports},
         "video": {"frames": video.shape[0], "width": video.shape[3], "height": video.shape[2], "fps": fps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ class Runtime:
     the CPU until its forward pass (accelerate hooks, as the original ran); "sequential" moves weights
     layer by layer (least memory, slowest); "auto" lets the memory planner choose per stage
     (show1_cli/memory.py). Offloading only means something on an accelerator: on the CPU it is "none".
+    `compile`: compile the UNets' blocks (`compile_blocks`) in the stages the plan allows (not under "sequential").
     """
 
     device: torch.device
     dtype: torch.dtype
     offload: str
+    compile: bool = False
 
     @property
     def on_accelerator(self) -> bool:
@@ -85,8 +88,8 @@ def _peak_resident_memory() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "auto") -> Runtime:
-    """Turn the CLI's --device/--dtype/--offload into a Runtime, checking that the machine can do it."""
+def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "auto", compile: bool = False) -> Runtime:
+    """Turn the CLI's --device/--dtype/--offload/--compile into a Runtime, checking that the machine can do it."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -106,9 +109,35 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto", offload: str = "a
 
     if offload not in OFFLOAD_CHOICES:
         raise InputError(f"unknown offload mode {offload!r}", f"use --offload {'|'.join(OFFLOAD_CHOICES)}")
+    if compile and offload == "sequential":
+        raise InputError("--compile cannot speed up --offload sequential: its per-layer weight moves break every compiled graph",
+                         "use --offload auto, model or none with --compile, or drop --compile")
+    if compile and "isolate_recompiles" not in inspect.signature(torch.compile).parameters:
+        raise InputError(f"--compile needs torch.compile(isolate_recompiles=...), which torch {torch.__version__} lacks",
+                         "install torch 2.13 or newer, or drop --compile")
     if torch_device.type == "cpu":
         offload = "none"
-    return Runtime(device=torch_device, dtype=DTYPES[dtype], offload=offload)
+    return Runtime(device=torch_device, dtype=DTYPES[dtype], offload=offload, compile=compile)
+
+
+def unet_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """A UNet's down, mid and up blocks: what `--compile` compiles."""
+    return [block for block in (*model.down_blocks, model.mid_block, *model.up_blocks) if block is not None]
+
+
+def compile_blocks(blocks: list[torch.nn.Module]) -> None:
+    """Compile each of a UNet's `blocks` in place (regional compilation; names and weights unchanged).
+
+    Blocks rather than the whole model: the Python around them (timesteps given as numbers or tensors, the
+    skips, upsample sizes) stays eager and cannot cause recompiles, and accelerate's model-offload hook on the
+    model's forward stays outside every graph. A block compiles at its first call; later calls with the same
+    shapes reuse it. Static shapes: a stage calls its UNet with one shape, or two (sr1's shorter last window,
+    interpolation's smaller last batch), each compiled once into the fastest kernels for it.
+    """
+    for block in blocks:
+        # Every block of a kind shares one forward, and Dynamo counts its recompile limit (8) per function unless
+        # told otherwise: the chain's 4 UNets have 17 down blocks, so without this the later stages would run eager.
+        block.compile(dynamic=False, isolate_recompiles=True)
 
 
 class ModelStore:
@@ -120,8 +149,9 @@ class ModelStore:
     device for its forward pass and back when the next one runs); "sequential" streams weights layer
     by layer. `offload` is the runtime's mode, or under "auto" the running stage's planned mode, which
     the chain sets before each stage (a model belongs to one stage, so it keeps the placement it got when
-    loaded). `end_stage()` sends everything back to the CPU so the next stage starts with an empty
-    accelerator; a batch of prompts reuses the loaded models.
+    loaded). Likewise `compile`: whether a UNet loaded now gets its blocks compiled (`compile_blocks`), the
+    runtime's choice, or the running stage's in the plan. `end_stage()` sends everything back to the CPU so
+    the next stage starts with an empty accelerator; a batch of prompts reuses the loaded models.
     """
 
     def __init__(self, runtime: Runtime):
@@ -133,15 +163,19 @@ class ModelStore:
         transformers.utils.logging.disable_progress_bar()
         self.runtime = runtime
         self.offload = "model" if runtime.offload == "auto" else runtime.offload
+        self.compile = runtime.compile and self.offload != "sequential"
         self._models: dict[str, torch.nn.Module] = {}
         self._hooks: dict[str, object] = {}
         self._last_hook: object | None = None
 
-    def get(self, key: str, load) -> torch.nn.Module:
+    def get(self, key: str, load, unet: bool = False) -> torch.nn.Module:
+        """The model `key` (loaded by `load()` the first time); a `unet`'s blocks are compiled when `compile` says so."""
         if key not in self._models:
             model = load()
             model.requires_grad_(False)
             model.eval()
+            if unet and self.compile:
+                compile_blocks(unet_blocks(model))
             self._models[key] = model
         model = self._models[key]
         self._place(key, model)

@@ -120,7 +120,7 @@ def no_model_loads(tiny_weights, monkeypatch):
     """The weights are there, but every case must be refused before a model is built."""
     from show1_cli.runtime import ModelStore
 
-    def refuse(self, key, load):
+    def refuse(self, key, load, **options):
         raise AssertionError(f"model {key} loaded for an input that should have been refused")
 
     monkeypatch.setattr(ModelStore, "get", refuse)

@@ -91,6 +91,16 @@ def test_sr2_decodes_in_tiles_only_when_short_of_memory():
     assert tight.offload("sr2") == "sequential" and tight.vae_tiling()
 
 
+def test_compile_applies_to_the_unet_stages_that_do_not_stream_weights():
+    tight = plan(1, compile=True)
+    assert {stage.offload for stage in tight.stages} == {"sequential"}
+    assert not any(tight.compiled(stage) for stage in CHAIN) and "not compiled (sequential offload)" in tight.lines()[2]
+    roomy = plan(80, compile=True)
+    assert [roomy.compiled(stage) for stage in CHAIN] == [False, True, True, True, True]  # not the text encoder
+    assert "UNet blocks compiled" in roomy.lines()[2] and "compiled" not in roomy.lines()[1]
+    assert not any(plan(80).compiled(stage) for stage in CHAIN)
+
+
 def test_the_first_frame_model_and_fewer_windows_per_call_change_the_predictions():
     base = plan(80)
     with_if = plan(80, first_frame=True)

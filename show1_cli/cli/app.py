@@ -87,6 +87,11 @@ OffloadOption = Annotated[
         "setting); sequential: stream weights layer by layer (least memory, slowest).",
     ),
 ]
+CompileOption = Annotated[
+    bool,
+    typer.Option("--compile", help="Compile the UNets' blocks with torch.compile: each stage's first UNet call compiles (minutes on "
+                 "the CPU), its later steps run faster; for long runs and batches. Not with --offload sequential."),
+]
 MaxMemoryOption = Annotated[
     str | None,
     typer.Option("--max-memory", metavar="SIZE", help="With --offload auto: plan for at most this much GPU memory, e.g. 8GB."),
@@ -152,7 +157,7 @@ def prompt_and_seed(video: Video, input_path: Path, prompt: str | None, seed: in
 
 
 def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, options: dict[str, Any], *, show_progress: bool,
-               metadata: bool = True, max_memory: str | None = None):
+               metadata: bool = True, max_memory: str | None = None, compile: bool = False):
     """The chain runner for a command's checked input; this is where torch and the model libraries load."""
     from show1_cli.chain import Chain
     from show1_cli.memory import parse_size
@@ -160,8 +165,8 @@ def make_chain(device: str, dtype: str, offload: str, weights_dir: Path | None, 
     from show1_cli.weights import weights_dir_from_env
 
     budget = parse_size(max_memory) if max_memory is not None else None
-    return Chain(resolve_runtime(device, dtype, offload), weights_dir_from_env(weights_dir), options=options, show_progress=show_progress,
-                 metadata=metadata, max_memory=budget)
+    return Chain(resolve_runtime(device, dtype, offload, compile), weights_dir_from_env(weights_dir), options=options,
+                 show_progress=show_progress, metadata=metadata, max_memory=budget)
 
 
 def stages_before(video: Video, running: tuple[str, ...]) -> list[str]:

@@ -14,6 +14,7 @@ from rich.markup import escape
 from show1_cli.choices import OUTPUT_FORMATS
 from show1_cli.cli.app import (
     CleanPromptOption,
+    CompileOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -139,9 +140,10 @@ def generate(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "auto",
     max_memory: MaxMemoryOption = None,
+    compile: CompileOption = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the memory plan (offload per stage, predicted peaks) and exit without loading "
-                           "models.")
+        bool, typer.Option("--dry-run", help="Print the memory plan (offload per stage, predicted peaks, what --compile compiles) and "
+                           "exit without loading models.")
     ] = False,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
@@ -207,7 +209,7 @@ def generate(
         items = read_prompts_file(prompts)
         processes = launched_processes()
         chain = make_chain(processes.device(device), dtype, offload, weights_dir, options, show_progress=not quiet and not as_json,
-                           metadata=not no_metadata, max_memory=max_memory)
+                           metadata=not no_metadata, max_memory=max_memory, compile=compile)
         run_batch(chain, processes, items, out_dir, shard=shard_slot, preset_name=preset_name, overrides=overrides,
                   stages=stage_list, seed=seed, save_intermediates=save_intermediates, lossless=lossless, overwrite=overwrite,
                   quiet=quiet, as_json=as_json)
@@ -242,23 +244,23 @@ def generate(
     for job in jobs:
         ensure_writable(job.output, overwrite)
     if dry_run:
-        print_memory_plan(jobs[0], device, dtype, offload, max_memory, options)
+        print_memory_plan(jobs[0], device, dtype, offload, max_memory, options, compile)
         return
     chain = make_chain(device, dtype, offload, weights_dir, options, show_progress=not quiet and not as_json, metadata=not no_metadata,
-                       max_memory=max_memory)
+                       max_memory=max_memory, compile=compile)
     for result in chain.run(jobs, overwrite=overwrite):
         report_run(result.output, result.job.seed, preset.name, result.reports, as_json=as_json, quiet=quiet,
                    extra={"frames": result.frames, "size": list(result.size)})
 
 
-def print_memory_plan(job: Job, device: str, dtype: str, offload: str, max_memory: str | None, options: dict) -> None:
-    """The memory plan of `job` on stdout: torch is imported to see the device, the models are not."""
+def print_memory_plan(job: Job, device: str, dtype: str, offload: str, max_memory: str | None, options: dict, compile: bool) -> None:
+    """The memory plan of `job` on stdout (with where --compile applies): torch is imported to see the device, the models are not."""
     from show1_cli.chain import memory_plan
     from show1_cli.memory import parse_size
     from show1_cli.runtime import resolve_runtime
 
     budget = parse_size(max_memory) if max_memory is not None else None
-    for line in memory_plan(job, resolve_runtime(device, dtype, offload), options, budget).lines():
+    for line in memory_plan(job, resolve_runtime(device, dtype, offload, compile), options, budget).lines():
         typer.echo(line)
 
 

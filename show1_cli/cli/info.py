@@ -99,7 +99,8 @@ def _describe(path: Path, facts: VideoFacts | None, record: dict[str, Any] | Non
     for name, pin in record.get("weights", {}).items():
         rows.append(("weights", f"{name}: {pin['repo_id']}@{pin['revision'] or 'unpinned'} (lock entry {pin['lock_sha256'][:12]})"))
     rows.append(("versions", ", ".join(f"{name} {version}" for name, version in record.get("versions", {}).items())))
-    rows.append(("device", f"{record.get('device')} {record.get('dtype')}, offload {record.get('offload')}"))
+    compiled = ", UNet blocks compiled" if record.get("compile") else ""
+    rows.append(("device", f"{record.get('device')} {record.get('dtype')}, offload {record.get('offload')}{compiled}"))
     for stage, timing in record.get("timings", {}).items():
         rows.append(("time", f"{stage}: {timing['seconds']:.2f} s, peak memory {format_bytes(timing['peak_memory_bytes'])}"))
     if "batch_item" in record:

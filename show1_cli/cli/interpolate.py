@@ -9,6 +9,7 @@ import typer
 
 from show1_cli.cli.app import (
     CleanPromptOption,
+    CompileOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -56,6 +57,7 @@ def interpolate(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "auto",
     max_memory: MaxMemoryOption = None,
+    compile: CompileOption = False,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
@@ -85,7 +87,8 @@ def interpolate(
     video = read_video(input_path)
     prompt, seed = prompt_and_seed(video, input_path, prompt, seed)
     chain = make_chain(device, dtype, offload, weights_dir, {"keep_input_frames": keep_input_frames, "clean_prompt": clean_prompt},
-                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory)
+                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory,
+                       compile=compile)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, preset.stages), "interpolated_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

@@ -9,6 +9,7 @@ import typer
 
 from show1_cli.cli.app import (
     CleanPromptOption,
+    CompileOption,
     DebugOption,
     DeviceOption,
     DtypeOption,
@@ -64,6 +65,7 @@ def upscale(
     dtype: DtypeOption = "auto",
     offload: OffloadOption = "auto",
     max_memory: MaxMemoryOption = None,
+    compile: CompileOption = False,
     weights_dir: WeightsDirOption = None,
     no_metadata: NoMetadataOption = False,
     overwrite: OverwriteOption = False,
@@ -103,7 +105,8 @@ def upscale(
     used = first_frame.decide(first_frame_choice, weight_source(preset.weights, wd)) if "sr1" in stages else None
 
     chain = make_chain(device, dtype, offload, wd, {"first_frame": first_frame_choice, "clean_prompt": clean_prompt},
-                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory)
+                       show_progress=not quiet and not as_json, metadata=not no_metadata, max_memory=max_memory,
+                       compile=compile)
     job = Job(prompt, seed, output, preset, video=video.frames, fps=video.fps, lossless=lossless,
               metadata={"stages_before": stages_before(video, stages), "upscaled_from": str(input_path)})
     (result,) = chain.run([job], overwrite=overwrite)

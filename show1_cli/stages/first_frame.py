@@ -121,6 +121,7 @@ def upscale_first_frame(
     unet = context.models.get(
         f"{COMPONENT}/unet",
         lambda: UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=runtime.dtype),
+        unet=True,
     )
     return upscale_image(
         unet,

@@ -173,7 +173,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     runtime = context.runtime
     check_video(video)
     root: Path = context.weights.resolve(COMPONENT)
-    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype), unet=True)
     return interpolate_video(
         unet,
         load_scheduler(root, solver=settings.scheduler),

@@ -68,7 +68,7 @@ def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
     root = context.weights.resolve(COMPONENT)
     # With `generate --motion`, the motion adapter is blended in once, when the UNet is loaded.
     unet = context.models.get(
-        f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options)
+        f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options), unet=True
     )
     scheduler = load_scheduler(root, solver=settings.scheduler)
     return generate_keyframes(

@@ -209,7 +209,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
             context, video[0], settings.height, settings.width, prompt_embeds, negative_embeds, context.generator(), tick
         )
 
-    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype), unet=True)
     return super_resolve(
         unet,
         load_scheduler(root, "scheduler", settings.scheduler),

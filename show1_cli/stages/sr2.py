@@ -153,7 +153,7 @@ def run(context: StageContext, video: torch.Tensor) -> torch.Tensor:
     root = context.weights.resolve(COMPONENT)
 
     embeds = encode_with_own_encoder(context, root, [context.prompt, settings.negative_prompt])
-    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype))
+    unet = context.models.get(f"{COMPONENT}/unet", lambda: load_unet(root, torch_dtype=runtime.dtype), unet=True)
     vae = context.models.get(f"{COMPONENT}/vae", lambda: load_vae(root, runtime.dtype))
     scheduler = load_scheduler(root, "scheduler", settings.scheduler)
     run_steps = len(denoising_timesteps(scheduler, settings.steps, settings.strength, "cpu"))
