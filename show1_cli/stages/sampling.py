@@ -7,8 +7,8 @@ import inspect
 import json
 from pathlib import Path
 
+import diffusers
 import torch
-from diffusers import DDPMScheduler
 
 LEARNED_VARIANCE = ("learned", "learned_range")
 # The solvers `--scheduler` names besides "default" (the checkpoint's own): a diffusers class and the settings that
@@ -51,7 +51,7 @@ def reads_variance(scheduler) -> bool:
     Its config alone cannot tell: DPM-Solver and UniPC built from IF-II's DDPM config keep its
     `variance_type: learned_range`, and UniPC, which never reads it, would take all 6 channels for epsilon.
     """
-    return isinstance(scheduler, DDPMScheduler) and scheduler.config.variance_type in LEARNED_VARIANCE
+    return isinstance(scheduler, diffusers.DDPMScheduler) and scheduler.config.variance_type in LEARNED_VARIANCE
 
 
 def load_scheduler(component_dir: Path, subfolder: str = "scheduler", solver: str = "default", **overrides):
@@ -70,8 +70,6 @@ def scheduler_from_config(config: dict, solver: str = "default", **overrides):
     newer diffusers end on zero unless told otherwise. A config that does not say (all of Show-1's) gets
     `final_sigmas_type="sigma_min"`, so the last step is the one the models were tuned with.
     """
-    import diffusers
-
     name, settings = (config["_class_name"], {}) if solver == "default" else SOLVERS[solver]
     scheduler_class = getattr(diffusers, name)
     extra = {}
