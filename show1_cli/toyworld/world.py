@@ -35,6 +35,10 @@ MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing",
 OBJECT_HEIGHT = 1 / 3
 TRAVEL = (0.40, 0.50)  # fraction of the frame's width (left/right) or height (up/down)
 GROWTH = 1.8  # linear size ratio of growing/shrinking objects: area changes 3.2x (at least 2.5x with jitter)
+# How far the start may stray from the middle of the positions the motion allows. Uniform over all of them
+# would make a caption say little about where the object is in any frame: the small keyframe model then
+# learns the layout a motion implies far more slowly (docs/losses.md).
+START_JITTER = 0.1
 
 # Training captions may say the same thing in other words.
 _SHAPE_WORDS = {"circle": ("circle", "ball"), "square": ("square", "box"), "triangle": ("triangle",)}
@@ -103,8 +107,14 @@ def random_scene(rng: random.Random, color: str, shape: str, motion: str, backgr
         y_hi -= travel
     elif motion == "moving up":
         y_lo += travel
-    start = (rng.uniform(x_lo, max(x_lo, x_hi)), rng.uniform(y_lo, max(y_lo, y_hi)))
+    start = (_jittered(rng, x_lo, max(x_lo, x_hi)), _jittered(rng, y_lo, max(y_lo, y_hi)))
     return Scene(color, shape, motion, background, size=size, travel=travel, start=start)
+
+
+def _jittered(rng: random.Random, low: float, high: float) -> float:
+    """A point of [low, high] at most START_JITTER from its middle."""
+    middle, reach = (low + high) / 2, min(START_JITTER, (high - low) / 2)
+    return rng.uniform(middle - reach, middle + reach)
 
 
 def varied_caption(scene: Scene, rng: random.Random) -> str:
