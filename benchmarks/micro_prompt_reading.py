@@ -11,12 +11,14 @@ in minutes, on a model or on a running training's checkpoint:
   Where the model reads the motion, each motion draws its own path.
 
     python benchmarks/micro_prompt_reading.py --model BUILD/trained/keyframes --data BUILD/data
-    python benchmarks/micro_prompt_reading.py --model BUILD/trained/keyframes-v \\
-        --checkpoint BUILD/trained/keyframes.train/checkpoint.pt --config FILE --data BUILD/data
+    python benchmarks/micro_prompt_reading.py --model BUILD/scaffold/show-1-base --data BUILD/data \\
+        --checkpoint BUILD/trained/keyframes.train/checkpoint.pt \\
+        --config show1_cli/training/configs/unet-keyframes.json --prediction-type v_prediction
 
 `--model` is a show-1-base folder (unet/, scheduler/, tokenizer/, text_encoder/); with `--checkpoint` the
-UNet takes that training checkpoint's EMA weights (built from `--config` when given, for a run whose
-config differs from the folder's). Writes benchmarks/results/micro_prompt_reading.json (or --output).
+UNet takes that training checkpoint's EMA weights, built from `--config` where the run's config is not the
+folder's, and `--prediction-type` names what it predicts where the folder's scheduler config does not.
+Writes benchmarks/results/micro_prompt_reading.json (or --output).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def swapped(caption: str, attribute: str) -> str:
 
 
 class Model:
-    def __init__(self, folder: Path, checkpoint: Path | None, config: Path | None):
+    def __init__(self, folder: Path, checkpoint: Path | None, config: Path | None, prediction_type: str | None):
         if config is not None:
             self.unet = UNet3DConditionModel.from_config(json.loads(config.read_text())).eval()
         else:
@@ -70,7 +72,10 @@ class Model:
                 for parameter, value in zip(self.unet.parameters(), shadow, strict=True):
                     parameter.copy_(value)
         # The training noise schedule of the checkpoint's scheduler config (betas and prediction type).
-        self.scheduler = DDPMScheduler.from_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
+        scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        if prediction_type is not None:
+            scheduler_config["prediction_type"] = prediction_type
+        self.scheduler = DDPMScheduler.from_config(scheduler_config)
         self.tokenizer = load_tokenizer(folder)
         self.encoder = load_text_encoder(folder, torch.float32)
         self._states: dict[str, torch.Tensor] = {}
@@ -142,6 +147,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True, help="a show-1-base folder of the micro cascade")
     parser.add_argument("--checkpoint", type=Path, help="a training checkpoint whose EMA weights to use")
     parser.add_argument("--config", type=Path, help="the UNet config of --checkpoint, where it differs from --model's")
+    parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), help="what --checkpoint predicts")
     parser.add_argument("--data", type=Path, required=True, help="a toy-world data set (show1 toyworld data)")
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--timesteps", default="990,950,900")
@@ -152,7 +158,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
-    model = Model(args.model, args.checkpoint, args.config)
+    model = Model(args.model, args.checkpoint, args.config, args.prediction_type)
     costs = word_costs(model, args.data, args.clips, [int(t) for t in args.timesteps.split(",")], args.seed)
     print(f"{'t':>5} {'loss':>8} " + " ".join(f"{attribute:>11}" for attribute in SWAPS) + "   (loss cost of a swapped word, %)")
     for t, row in costs.items():

@@ -8,8 +8,9 @@ prints every command before it runs it:
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
 3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model (from
-   scratch, then fine-tuned to predict the velocity), and vae, interpolate, sr1 and sr2 (on the trained vae),
-   each from scratch with its config from show1_cli/training/configs/, sr1 then fine-tuned like the keyframes;
+   scratch, predicting the velocity), and vae, interpolate, sr1 and sr2 (on the trained vae), each from
+   scratch with its config from show1_cli/training/configs/, interpolate and sr1 then fine-tuned to predict
+   the velocity;
 4. the lock: sha256 and size of every file the stages need.
 
 Every step is resumable: finished outputs are kept, and an interrupted training continues from its last
@@ -55,21 +56,17 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # The keyframe model: the plain Show-1 loss first, then fine-tuned to predict the velocity, whose target at
-    # the noisiest timesteps is the clean video itself: an epsilon model of a flat toy world never learns the
-    # prompt there, and that is where the sampler decides colours and layout (docs/losses.md).
-    "keyframes-plain": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
-                              ("--steps", "800", "--batch-size", "8", "--lr", "6e-4")),
-    "keyframes-v": Recipe("keyframes", "trained/keyframes-plain", None,
-                          ("--steps", "2100", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction")),
-    # At 32x24 the cosine schedule hides the object only above t ~ 930: where it is in each frame, its trajectory,
-    # is decided in the last few percent of the timesteps, which uniform draws rarely train. Half the draws go there.
-    "keyframes": Recipe("keyframes", "trained/keyframes-v", None,
-                        ("--steps", "2000", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
+    # The keyframe model, from scratch, predicting the velocity, whose target at the noisiest timesteps is the
+    # clean video itself (an epsilon model of a flat toy world never learns the prompt there), with half the
+    # draws from those timesteps: at 32x24 the object's colour, place and path are decided above t ~ 900,
+    # where uniform draws rarely train (docs/losses.md).
+    "keyframes": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
+                        ("--steps", "2500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
                          "--late-timesteps", "0.5", "900")),
     "interpolate-plain": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
                                 ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
-    # Interpolation likewise: an epsilon model's noisy end leaves even the conditioned frames in wrong, saturated colours.
+    # Interpolation: epsilon first, then the velocity (an epsilon model's noisy end leaves even the conditioned frames
+    # in wrong, saturated colours).
     "interpolate": Recipe("interpolate", "trained/interpolate-plain", None,
                           ("--steps", "1500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
                            "--late-timesteps", "0.3", "900")),
@@ -78,11 +75,12 @@ RECIPES: dict[str, Recipe] = {
                         ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
     "sr1": Recipe("sr1", "trained/sr1-plain", None,
                   ("--steps", "1900", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
-    "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "1000", "--batch-size", "8", "--lr", "1e-3", "--crop", "64x64")),
+    # Crops large enough to hold the object most of the time (objects are a third of the frame high).
+    "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "2500", "--batch-size", "4", "--lr", "1e-3", "--crop", "128x128")),
     "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
-LANES = (("keyframes-plain", "keyframes-v", "keyframes"), ("vae", "interpolate-plain", "sr1-plain", "sr2", "sr1", "interpolate"))
+LANES = (("keyframes",), ("vae", "interpolate-plain", "sr1-plain", "sr2", "sr1", "interpolate"))
 # Which run becomes which component of the cascade.
 SHIPPED = {"keyframes": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2": "show-1-sr2"}
 
@@ -98,7 +96,10 @@ def caption_corpus() -> list[str]:
 def write_scaffold(root: Path) -> None:
     """The frozen parts of the four micro repositories in root/<component>/ (no unet/, no vae/)."""
     corpus = caption_corpus()
-    spiece = train_sentencepiece(corpus, vocab_size=64)
+    # One piece per word, as the real T5 vocabulary has for every word of these captions. A small unigram
+    # vocabulary spells them in shared fragments ("le" of "left" is also in "circle"), and the keyframe model
+    # then never learns to read the motion words (docs/losses.md, section 5).
+    spiece = train_sentencepiece(corpus, vocab_size=48, model_type="word")
     write_pixel_repository_parts(root / "show-1-base", "show-1-base", spiece, t5_dim=T5_DIM, seed=SEED)
     write_pixel_repository_parts(root / "show-1-interpolation", "show-1-interpolation", spiece, t5_dim=T5_DIM, seed=SEED, text=False)
     write_pixel_repository_parts(root / "show-1-sr1", "show-1-sr1", spiece, t5_dim=T5_DIM, seed=SEED, text=False)

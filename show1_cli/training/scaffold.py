@@ -77,8 +77,9 @@ def save_pickle(state_dict: dict[str, torch.Tensor], path: Path, dtype: torch.dt
     torch.save(tensors, path)
 
 
-def train_sentencepiece(corpus: Sequence[str], vocab_size: int) -> bytes:
-    """A unigram sentencepiece model with T5's special ids (pad 0, eos 1, unk 2, no bos)."""
+def train_sentencepiece(corpus: Sequence[str], vocab_size: int, model_type: str = "unigram") -> bytes:
+    """A sentencepiece model (unigram, or "word": one piece per word) with T5's special ids (pad 0, eos 1,
+    unk 2, no bos)."""
     import sentencepiece
 
     model = io.BytesIO()
@@ -87,7 +88,7 @@ def train_sentencepiece(corpus: Sequence[str], vocab_size: int) -> bytes:
         model_writer=model,
         vocab_size=vocab_size,
         hard_vocab_limit=False,
-        model_type="unigram",
+        model_type=model_type,
         character_coverage=1.0,
         pad_id=0,
         eos_id=1,
