@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,6 +41,7 @@ from show1_cli.models.unet_3d_condition import UNet3DConditionModel  # noqa: E40
 from show1_cli.text import load_text_encoder, load_tokenizer, tokenize  # noqa: E402
 from show1_cli.toyworld.world import BACKGROUNDS  # noqa: E402
 from show1_cli.training.data import Needs, load_dataset  # noqa: E402
+from show1_cli.training.losses import DiffusionTerms  # noqa: E402
 from show1_cli.training.objectives import KEYFRAME_STRIDE, keyframe_span  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "micro_prompt_reading.json"
@@ -67,15 +69,16 @@ class Model:
         else:
             self.unet = load_unet(folder).float()
         if checkpoint is not None:
-            shadow = torch.load(checkpoint, weights_only=True, map_location="cpu")["ema"]["shadow_params"]
-            with torch.no_grad():
-                for parameter, value in zip(self.unet.parameters(), shadow, strict=True):
-                    parameter.copy_(value)
+            ema = EMAModel(self.unet.parameters())  # as show1 train keeps it (training/loop.py)
+            ema.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu")["ema"])
+            ema.copy_to(self.unet.parameters())
         # The training noise schedule of the checkpoint's scheduler config (betas and prediction type).
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
         if prediction_type is not None:
             scheduler_config["prediction_type"] = prediction_type
         self.scheduler = DDPMScheduler.from_config(scheduler_config)
+        self.terms = DiffusionTerms.from_scheduler(self.scheduler)
+        self.prediction_type = self.scheduler.config.prediction_type
         self.tokenizer = load_tokenizer(folder)
         self.encoder = load_text_encoder(folder, torch.float32)
         self._states: dict[str, torch.Tensor] = {}
@@ -92,15 +95,11 @@ class Model:
         return self.unet(noisy, torch.tensor([t]), encoder_hidden_states=self.states(text)).sample[:, :3]
 
     def target(self, clean: torch.Tensor, noise: torch.Tensor, t: int) -> torch.Tensor:
-        if self.scheduler.config.prediction_type == "v_prediction":
-            return self.scheduler.get_velocity(clean, noise, torch.tensor([t]))
-        return noise
+        return self.terms.target(clean, noise, torch.tensor([t]), self.prediction_type).float()
 
     def implied_x0(self, noisy: torch.Tensor, output: torch.Tensor, t: int) -> torch.Tensor:
-        alpha = self.scheduler.alphas_cumprod[t]
-        if self.scheduler.config.prediction_type == "v_prediction":
-            return alpha.sqrt() * noisy - (1 - alpha).sqrt() * output
-        return (noisy - (1 - alpha).sqrt() * output) / alpha.sqrt()
+        timestep = torch.tensor([t])
+        return self.terms.predict_x0(noisy, self.terms.epsilon(output, noisy, timestep, self.prediction_type), timestep).float()
 
 
 def word_costs(model: Model, data: Path, clips: int, timesteps: list[int], seed: int) -> dict[str, dict[str, float]]:
