@@ -5,6 +5,7 @@ and bad data sets are refused up front."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -114,6 +115,18 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(clips, tiny_weights_
     assert other.exit_code == 2 and "lr" in other.output
 
 
+def test_a_decaying_learning_rate_ends_at_zero_and_fixes_the_run_length(clips, tiny_weights_dir, tmp_path):
+    result = train("vae", clips, tiny_weights_dir, tmp_path / "cosine", "--steps", 4, "--lr", "1e-3", "--batch-size", 1,
+                   "--lr-scheduler", "cosine", "--checkpoint-every", 2)
+    assert result.exit_code == 0, result.output
+    rates = [json.loads(line)["lr"] for line in result.output.splitlines() if line.startswith('{"step"')]
+    assert rates == pytest.approx([1e-3 * (1 + math.cos(math.pi * step / 4)) / 2 for step in range(1, 5)], abs=1e-12)
+
+    longer = train("vae", clips, tiny_weights_dir, tmp_path / "longer", "--steps", 6, "--lr", "1e-3", "--batch-size", 1,
+                   "--lr-scheduler", "cosine", "--resume", tmp_path / "cosine.train" / "checkpoint.pt")
+    assert longer.exit_code == 2 and "steps = 4" in longer.output
+
+
 def read_state(folder: Path, subfolder: str = "unet") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -174,6 +187,7 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--uncond-prob", "2"), "not a probability"),
         (("--steps", "0"), "--steps 0 must be at least 1"),
         (("--prediction-type", "sample"), "--prediction-type sample is unknown"),
+        (("--lr-scheduler", "step"), "--lr-scheduler step is not one of constant, cosine, linear"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)

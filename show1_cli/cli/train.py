@@ -64,6 +64,8 @@ def train(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-4,
     warmup: Annotated[int, typer.Option("--warmup", help="Linear learning-rate warm-up steps.")] = 0,
+    lr_scheduler: Annotated[str, typer.Option("--lr-scheduler", help="After the warm-up: constant, or cosine or linear "
+                                              "decay to 0 at the last step.")] = "constant",
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice of the run.")] = 0,
     mixed_precision: Annotated[str, typer.Option("--mixed-precision", help="no, fp16 (CUDA) or bf16.")] = "no",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for memory.")] = False,
@@ -156,8 +158,8 @@ def train(
                          "write for example --late-timesteps 0.3 900")
     if snr_gamma is not None and not snr_gamma > 0:
         raise InputError(f"--snr-gamma {snr_gamma} must be positive", "use --snr-gamma 5, or leave it out")
-    config_cli = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, seed=seed,
-                             mixed_precision=mixed_precision, ema=ema)
+    config_cli = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup,
+                             lr_scheduler=lr_scheduler, seed=seed, mixed_precision=mixed_precision, ema=ema)
     accelerator = make_accelerator(config_cli)
     preset = load_preset(preset_name, list(overrides or []))
     weights = weights_dir_from_env(weights_dir)

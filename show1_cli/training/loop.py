@@ -33,6 +33,8 @@ from show1_cli.training.objectives import Objective
 
 CHECKPOINT_FORMAT = 2
 MIXED_PRECISION = ("no", "fp16", "bf16")
+# diffusers' learning-rate schedules, each after the linear warm-up; the decaying ones reach 0 at the last step.
+LR_SCHEDULERS = ("constant", "cosine", "linear")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4
     warmup: int = 0
+    lr_scheduler: str = "constant"
     weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -53,7 +56,8 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         values = asdict(self)
-        values.pop("steps")
+        if self.lr_scheduler == "constant":  # only a constant rate lets a resumed run go on for more steps
+            values.pop("steps")
         return values
 
 
@@ -106,6 +110,9 @@ def _check_config(config: TrainConfig) -> None:
         raise InputError(f"--lr {config.lr} must be a positive number", "use --lr 1e-4")
     if config.warmup < 0:
         raise InputError(f"--warmup {config.warmup} must be 0 or more", "use --warmup 0")
+    if config.lr_scheduler not in LR_SCHEDULERS:
+        raise InputError(f"--lr-scheduler {config.lr_scheduler} is not one of {', '.join(LR_SCHEDULERS)}",
+                         "use --lr-scheduler constant, cosine or linear")
 
 
 def train(
@@ -144,7 +151,8 @@ def train(
         model.enable_gradient_checkpointing()
     model.train()
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup)
+    schedule = "constant_with_warmup" if config.lr_scheduler == "constant" else config.lr_scheduler
+    lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=config.warmup, num_training_steps=config.steps)
     ema = EMAModel(trainable, decay=config.ema_max_decay, use_ema_warmup=True, power=2 / 3) if config.ema else None
     prepared, optimizer = accelerator.prepare(model, optimizer)
 
