@@ -45,6 +45,12 @@ def train(stage: str, clips: Path, tiny: Path, out: Path, *extra: str | Path):
                    "--preset", "default", *SET, "--json", "--seed", 5, *extra)
 
 
+def step_records(output: str) -> list[dict]:
+    """The per-step lines `--json` prints (the closing summary line has no "step")."""
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [record for record in records if "step" in record]
+
+
 def fixed_loss(stage: str, clips: Path, model_dir: Path, tiny: Path) -> float:
     """The stage's loss on 8 fixed examples, with the model loaded from `model_dir` like any checkpoint."""
     preset = load_preset("default", SIZES)
@@ -61,8 +67,7 @@ def test_a_few_steps_of_every_stage_lower_its_loss(stage, clips, tiny_weights_di
     out = tmp_path / stage
     result = train(stage, clips, tiny_weights_dir, out, "--steps", 12, "--batch-size", 2, "--lr", "2e-3", "--uncond-prob", 0)
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert [line["step"] for line in lines[:-1]] == list(range(1, 13))
+    assert [record["step"] for record in step_records(result.output)] == list(range(1, 13))
     before = fixed_loss(stage, clips, tiny_weights_dir / INIT[stage], tiny_weights_dir)
     after = fixed_loss(stage, clips, out, tiny_weights_dir)
     assert after < before, (before, after)
@@ -119,7 +124,7 @@ def test_a_decaying_learning_rate_ends_at_zero_and_fixes_the_run_length(clips, t
     result = train("vae", clips, tiny_weights_dir, tmp_path / "cosine", "--steps", 4, "--lr", "1e-3", "--batch-size", 1,
                    "--lr-scheduler", "cosine", "--checkpoint-every", 2)
     assert result.exit_code == 0, result.output
-    rates = [json.loads(line)["lr"] for line in result.output.splitlines() if line.startswith('{"step"')]
+    rates = [record["lr"] for record in step_records(result.output)]
     assert rates == pytest.approx([1e-3 * (1 + math.cos(math.pi * step / 4)) / 2 for step in range(1, 5)], abs=1e-12)
 
     longer = train("vae", clips, tiny_weights_dir, tmp_path / "longer", "--steps", 6, "--lr", "1e-3", "--batch-size", 1,
