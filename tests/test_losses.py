@@ -119,6 +119,20 @@ def test_weighted_sum_adds_the_terms():
 # ------------------------------------------------------------------------------------------- stage losses
 
 
+def test_the_vae_loss_is_the_chosen_reconstruction_error_plus_the_weighted_kl():
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from show1_cli.training.losses import vae_loss
+
+    target = torch.zeros(1, 3, 2, 2)
+    reconstruction = torch.tensor([0.5, -0.5, 0.0, 0.0]).reshape(1, 1, 2, 2).repeat(1, 3, 1, 1)
+    # mean 1 and log-variance 0 in every one of 4 latent elements: KL = 0.5 * mean^2 = 0.5 each, 2 in all
+    posterior = DiagonalGaussianDistribution(torch.cat([torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)], dim=1))
+    assert vae_loss(reconstruction, target, posterior, 0.0).item() == pytest.approx(0.25)
+    assert vae_loss(reconstruction, target, posterior, 0.0, "mse").item() == pytest.approx(0.125)
+    assert vae_loss(reconstruction, target, posterior, 0.1, "mse").item() == pytest.approx(0.125 + 0.1 * 0.5)
+
+
 def cosine_terms():
     from diffusers import DDPMScheduler
 

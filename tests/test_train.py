@@ -193,6 +193,7 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--steps", "0"), "--steps 0 must be at least 1"),
         (("--prediction-type", "sample"), "--prediction-type sample is unknown"),
         (("--lr-scheduler", "step"), "--lr-scheduler step is not one of constant, cosine, linear"),
+        (("--reconstruction-loss", "ssim"), "--reconstruction-loss ssim is unknown"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)

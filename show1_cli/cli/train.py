@@ -87,6 +87,8 @@ def train(
     timestep_range: Annotated[tuple[int, int] | None, typer.Option("--timestep-range", metavar="LOW HIGH",
                                                                    help="sr2: timesteps the expert trains on [0 900).")] = None,
     kl_weight: Annotated[float, typer.Option("--kl-weight", help="vae: weight of the KL term.")] = 1e-6,
+    reconstruction_loss: Annotated[str, typer.Option("--reconstruction-loss", help="vae: l1 (the usual) or mse (the micro "
+                                                     "cascade's; weighs wrong object colours over faint backgrounds).")] = "l1",
     late_timesteps: Annotated[tuple[float, int] | None, typer.Option(
         "--late-timesteps", metavar="SHARE FROM", help="Pixel stages: draw this share of the timesteps from [FROM, 1000) only, "
         "where samples are made from the prompt alone (e.g. 0.3 900); off as in Show-1. See docs/losses.md.")] = None,
@@ -125,7 +127,7 @@ def train(
     from show1_cli.training.data import load_dataset
     from show1_cli.training.loop import TrainConfig, make_accelerator
     from show1_cli.training.loop import train as run_training
-    from show1_cli.training.losses import PREDICTION_TYPES
+    from show1_cli.training.losses import PREDICTION_TYPES, RECONSTRUCTION_LOSSES
     from show1_cli.training.output import SAVE_DTYPES, ensure_output_writable, write_output
     from show1_cli.training.stages import COMPONENT_OF, STAGES, StageOptions, needs, resolve_source, setup
     from show1_cli.video import write_video
@@ -146,13 +148,16 @@ def train(
     options = StageOptions(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
         noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
-        timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight, snr_gamma=snr_gamma,
+        timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight,
+        reconstruction_loss=reconstruction_loss, snr_gamma=snr_gamma,
         late_timesteps=late_timesteps, prediction_type=prediction_type,
     )
     if prediction_type not in (None, *PREDICTION_TYPES):
         raise InputError(f"--prediction-type {prediction_type} is unknown", f"use one of {', '.join(PREDICTION_TYPES)}")
     if prediction_type is not None and stage == "vae":
         raise InputError("--prediction-type does not apply to the vae", "leave it out when training the vae")
+    if reconstruction_loss not in RECONSTRUCTION_LOSSES:
+        raise InputError(f"--reconstruction-loss {reconstruction_loss} is unknown", f"use one of {', '.join(RECONSTRUCTION_LOSSES)}")
     if late_timesteps is not None and not (0 < late_timesteps[0] <= 1 and 0 <= late_timesteps[1] < 1000):
         raise InputError(f"--late-timesteps {late_timesteps[0]} {late_timesteps[1]} needs a share in (0, 1] and a timestep in 0..999",
                          "write for example --late-timesteps 0.3 900")

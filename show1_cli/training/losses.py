@@ -152,11 +152,19 @@ def hybrid_loss(
     return mse + vlb_weight * terms.num_timesteps * bound.mean()
 
 
-def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, posterior, kl_weight: float) -> torch.Tensor:
-    """L1 reconstruction plus kl_weight times the posterior's KL to N(0, I), per latent element."""
-    l1 = (reconstruction.float() - target.float()).abs().mean()
+RECONSTRUCTION_LOSSES = ("l1", "mse")
+
+
+def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, posterior, kl_weight: float,
+             reconstruction_loss: str = "l1") -> torch.Tensor:
+    """The reconstruction error (mean absolute or mean squared) plus kl_weight times the posterior's KL to
+    N(0, I), per latent element. L1 is the usual choice; MSE weighs a few large errors (an object drawn in the
+    wrong colour) over many small ones (a faint background), which a small autoencoder of flat shapes needs
+    (docs/losses.md, section 5)."""
+    error = reconstruction.float() - target.float()
+    reconstruction_error = error.abs().mean() if reconstruction_loss == "l1" else error.pow(2).mean()
     kl = posterior.kl().mean() / posterior.mean[0].numel()
-    return l1 + kl_weight * kl
+    return reconstruction_error + kl_weight * kl
 
 
 # Weight of the anchor frame in the appearance-debiased loss (MotionDirector uses 1).

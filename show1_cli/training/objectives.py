@@ -229,13 +229,15 @@ class SR2Objective(Objective):
 
 
 class VAEObjective(Objective):
-    """The sr2 autoencoder: L1 reconstruction plus a small KL term, on single frames or crops."""
+    """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops."""
 
-    def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float):
+    def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float,
+                 reconstruction_loss: str = "l1"):
         self.dataset = dataset
         self.height, self.width = height, width
         self.crop = crop
         self.kl_weight = kl_weight
+        self.reconstruction_loss = reconstruction_loss
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
         _, _, (frame,) = _random_span(self.dataset, 1, self.height, self.width, generator)
@@ -245,7 +247,7 @@ class VAEObjective(Objective):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         reconstruction, posterior = model(batch["image"], batch["seed"])
-        return vae_loss(reconstruction, batch["image"], posterior, self.kl_weight)
+        return vae_loss(reconstruction, batch["image"], posterior, self.kl_weight, self.reconstruction_loss)
 
 
 class AutoencoderPass(torch.nn.Module):
