@@ -161,8 +161,8 @@ def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, posterior, kl_w
     N(0, I), per latent element. L1 is the usual choice; MSE weighs a few large errors (an object drawn in the
     wrong colour) over many small ones (a faint background), which a small autoencoder of flat shapes needs
     (docs/losses.md, section 5)."""
-    error = reconstruction.float() - target.float()
-    reconstruction_error = error.abs().mean() if reconstruction_loss == "l1" else error.pow(2).mean()
+    error_of = F.l1_loss if reconstruction_loss == "l1" else F.mse_loss
+    reconstruction_error = error_of(reconstruction.float(), target.float())
     kl = posterior.kl().mean() / posterior.mean[0].numel()
     return reconstruction_error + kl_weight * kl
 

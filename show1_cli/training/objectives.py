@@ -232,7 +232,7 @@ class VAEObjective(Objective):
     """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops."""
 
     def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float,
-                 reconstruction_loss: str = "l1"):
+                 reconstruction_loss: str):
         self.dataset = dataset
         self.height, self.width = height, width
         self.crop = crop
