@@ -75,6 +75,7 @@ def test_a_few_steps_of_every_stage_lower_its_loss(stage, clips, tiny_weights_di
     weights = out / SUBFOLDER.get(stage, "unet") / WEIGHTS_NAME
     provenance = read_provenance(weights)
     assert provenance["stage"] == stage and provenance["steps"] == 12 and provenance["seed"] == 5
+    assert (provenance["lr"], provenance["warmup"], provenance["lr_scheduler"]) == (2e-3, 0, "constant")
     assert provenance["clips"] == 6 and len(provenance["dataset_sha256"]) == 64
     # Everything else of the init folder is carried over unchanged.
     index = json.loads((tiny_weights_dir / INIT[stage] / "model_index.json").read_text())

@@ -212,9 +212,9 @@ def train(
     provenance = {
         "stage": stage, "component": COMPONENT_OF[stage], "init": str(init), "config": str(config) if config else None,
         "dataset": str(data), "dataset_sha256": fingerprint, "clips": len(dataset), "steps": steps,
-        "batch_size": batch_size * accelerator.num_processes * grad_accum, "lr": lr, "seed": seed, "ema": ema,
-        "loss": sum(tail) / len(tail), "preset": preset.name, "options": dataclasses.asdict(options),
-        "show1_version": __version__,
+        "batch_size": batch_size * accelerator.num_processes * grad_accum, "lr": lr, "warmup": warmup,
+        "lr_scheduler": lr_scheduler, "seed": seed, "ema": ema, "loss": sum(tail) / len(tail), "preset": preset.name,
+        "options": dataclasses.asdict(options), "show1_version": __version__,
     }
     write_output(out, init_dir, run.subfolder, run.config, run.model, provenance, dtype=SAVE_DTYPES[save_dtype], overwrite=True,
                  scheduler_updates=run.scheduler_updates)
