@@ -7,10 +7,9 @@ prints every command before it runs it:
 2. the scaffold: the frozen parts of each repository (model index and scheduler configs as the real ones,
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
-3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model (from
-   scratch, predicting the velocity), and vae, interpolate, sr1 and sr2 (on the trained vae), each from
-   scratch with its config from show1_cli/training/configs/, interpolate and sr1 then fine-tuned to predict
-   the velocity;
+3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model and its
+   annealing runs in one; the vae, sr2 on it, sr1 and interpolate in the other, each from scratch with its
+   config from show1_cli/training/configs/ and then fine-tuned by the runs after it;
 4. the lock: sha256 and size of every file the stages need.
 
 Every step is resumable: finished outputs are kept, and an interrupted training continues from its last
@@ -41,48 +40,77 @@ COMPONENTS = ("show-1-base", "show-1-interpolation", "show-1-sr1", "show-1-sr2")
 
 # Clips per (colour, shape, motion, background) combination.
 CLIPS_PER_COMBINATION = 6
-COMMON = ["--preset", PRESET, "--ema", "--checkpoint-every", "100", "--warmup", "100", "--seed", "1"]
+COMMON = ("--preset", PRESET, "--ema", "--checkpoint-every", "50")
 
 
 @dataclass(frozen=True)
 class Recipe:
     """One training run: the stage, where it starts (a scaffold component or an earlier run), its config
-    (None: fine-tune the init's model) and its options. Sizes come from the micro preset."""
+    (None: fine-tune the init's model), its schedule and its other options. Sizes come from the micro preset."""
 
     stage: str
     init: str  # "scaffold/<component>" or "trained/<run>", relative to the build folder
     config: str | None
-    options: tuple[str, ...]
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    warmup: int = 20
+    lr_scheduler: str = "cosine"
+    options: tuple[str, ...] = ()
+
+    def arguments(self) -> list[str]:
+        return ["--steps", str(self.steps), "--batch-size", str(self.batch_size), "--lr", str(self.lr), "--seed", str(self.seed),
+                "--warmup", str(self.warmup), "--lr-scheduler", self.lr_scheduler, *self.options]
 
 
+VELOCITY = ("--prediction-type", "v_prediction")
+SQUARED_ERROR = ("--reconstruction-loss", "mse")
+CROP_128 = ("--crop", "128x128")
+
+# The runs that made the shipped weights, in order; each later run fine-tunes the one before it with a
+# fresh cosine schedule. Why each choice was made is measured in docs/losses.md (section 5) and
+# benchmarks/results/micro_training.json.
 RECIPES: dict[str, Recipe] = {
-    # The keyframe model, from scratch, predicting the velocity, whose target at the noisiest timesteps is the
-    # clean video itself (an epsilon model of a flat toy world never learns the prompt there), with half the
-    # draws from those timesteps: at 32x24 the object's colour, place and path are decided above t ~ 900,
-    # where uniform draws rarely train (docs/losses.md).
-    "keyframes": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json",
-                        ("--steps", "2500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
-                         "--late-timesteps", "0.5", "900")),
-    "interpolate-plain": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json",
-                                ("--steps", "600", "--batch-size", "8", "--lr", "6e-4")),
-    # Interpolation: epsilon first, then the velocity (an epsilon model's noisy end leaves even the conditioned frames
-    # in wrong, saturated colours).
-    "interpolate": Recipe("interpolate", "trained/interpolate-plain", None,
-                          ("--steps", "1500", "--batch-size", "8", "--lr", "6e-4", "--prediction-type", "v_prediction",
-                           "--late-timesteps", "0.3", "900")),
-    # sr1 likewise: epsilon first, then the velocity, whose noisy-end target is the upscaled input's content.
-    "sr1-plain": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json",
-                        ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64")),
-    "sr1": Recipe("sr1", "trained/sr1-plain", None,
-                  ("--steps", "1900", "--batch-size", "4", "--lr", "6e-4", "--crop", "48x64", "--prediction-type", "v_prediction")),
-    # Crops large enough to hold the object most of the time (objects are a third of the frame high).
-    "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", ("--steps", "2500", "--batch-size", "4", "--lr", "1e-3", "--crop", "128x128")),
-    "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", ("--steps", "450", "--batch-size", "4", "--lr", "6e-4", "--crop", "128x128")),
+    # The keyframe model predicts the velocity, whose target at the noisiest timesteps is the clean video itself
+    # (an epsilon model of a flat toy world never learns the prompt there), with extra draws from those timesteps:
+    # at 32x24 the object's colour, place and path are decided above t ~ 900. The constant-rate phase learns
+    # colour, background and direction; the annealing phases with fewer late draws learn shapes and sizes.
+    "keyframes": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json", 2500, 8, 6e-4, seed=1, warmup=100,
+                        lr_scheduler="constant", options=(*VELOCITY, "--late-timesteps", "0.5", "900")),
+    "keyframes-anneal-1": Recipe("keyframes", "trained/keyframes", None, 500, 8, 3e-4, seed=2,
+                                 options=(*VELOCITY, "--late-timesteps", "0.25", "900")),
+    "keyframes-anneal-2": Recipe("keyframes", "trained/keyframes-anneal-1", None, 800, 8, 3e-4, seed=3,
+                                 options=(*VELOCITY, "--late-timesteps", "0.25", "900")),
+    "keyframes-anneal-3": Recipe("keyframes", "trained/keyframes-anneal-2", None, 800, 8, 2e-4, seed=4,
+                                 options=(*VELOCITY, "--late-timesteps", "0.25", "900")),
+    # The autoencoder: L1 first, then the squared error, without which it merges neighbouring object colours
+    # depending on the background (a VAE trained from scratch on the squared error alone measures the same).
+    "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", 2500, 4, 1e-3, seed=1, warmup=100, lr_scheduler="constant",
+                  options=CROP_128),
+    "vae-2": Recipe("vae", "trained/vae", None, 600, 4, 5e-4, seed=2, options=CROP_128),
+    "vae-3": Recipe("vae", "trained/vae-2", None, 1500, 4, 5e-4, seed=3, options=CROP_128),
+    "vae-mse-1": Recipe("vae", "trained/vae-3", None, 300, 4, 5e-4, seed=3, options=(*CROP_128, *SQUARED_ERROR)),
+    "vae-mse-2": Recipe("vae", "trained/vae-mse-1", None, 1500, 4, 5e-4, seed=4, options=(*CROP_128, *SQUARED_ERROR)),
+    # The latent expert on that autoencoder: crops first, then whole frames, as it runs at inference.
+    "sr2": Recipe("sr2", "trained/vae-mse-2", "unet-sr2.json", 600, 4, 6e-4, seed=1, warmup=50, options=CROP_128),
+    "sr2-2": Recipe("sr2", "trained/sr2", None, 1500, 4, 3e-4, seed=2, options=CROP_128),
+    "sr2-full": Recipe("sr2", "trained/sr2-2", None, 1000, 2, 3e-4, seed=5),
+    # Interpolation: epsilon first, then the velocity (an epsilon model's noisy end leaves even the conditioned
+    # frames in wrong, saturated colours).
+    "interpolate-plain": Recipe("interpolate", "scaffold/show-1-interpolation", "unet-interpolate.json", 600, 8, 6e-4, seed=1,
+                                warmup=100, lr_scheduler="constant"),
+    "interpolate": Recipe("interpolate", "trained/interpolate-plain", None, 800, 8, 6e-4, seed=1, warmup=50,
+                          options=(*VELOCITY, "--late-timesteps", "0.3", "900")),
+    # sr1 predicts the velocity from the start; its noisy-end target is the upscaled input's content.
+    "sr1": Recipe("sr1", "scaffold/show-1-sr1", "unet-sr1.json", 1200, 4, 6e-4, seed=1, warmup=50,
+                  options=(*VELOCITY, "--crop", "32x48")),
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
-LANES = (("keyframes",), ("vae", "interpolate-plain", "sr1-plain", "sr2", "sr1", "interpolate"))
+LANES = (("keyframes", "keyframes-anneal-1", "keyframes-anneal-2", "keyframes-anneal-3"),
+         ("vae", "vae-2", "vae-3", "vae-mse-1", "vae-mse-2", "sr2", "sr2-2", "sr2-full", "sr1", "interpolate-plain", "interpolate"))
 # Which run becomes which component of the cascade.
-SHIPPED = {"keyframes": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2": "show-1-sr2"}
+SHIPPED = {"keyframes-anneal-3": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2-full": "show-1-sr2"}
 
 
 def caption_corpus() -> list[str]:
@@ -111,7 +139,7 @@ def train_command(run: str, build: Path) -> list[str]:
     out = build / "trained" / run
     command = [sys.executable, "-m", "show1_cli", "train", recipe.stage, "--data", str(build / "data"), "--init",
                str(build / recipe.init), "--out", str(out), "--text-encoder", str(build / "scaffold" / "show-1-base"), "--json",
-               *COMMON, *recipe.options]
+               *COMMON, *recipe.arguments()]
     if recipe.config is not None:
         command += ["--config", str(CONFIGS / recipe.config)]
     checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
