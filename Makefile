@@ -1,11 +1,13 @@
-# show1: `make install` sets up .venv, `make test` runs the offline test suite, `make demo` makes a video,
-# `make micro-weights` builds the micro cascade (toy world, CPU) into show1_cli/data/micro.
+# show1: `make install` sets up .venv, `make test` runs the offline test suite, `make demo` makes a video with the
+# micro cascade shipped inside show1 (offline, CPU), `make micro-weights` rebuilds that cascade from nothing.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Without CUDA, install the CPU build of torch first (the default wheel brings gigabytes of CUDA libraries).
 TORCH_CPU ?= torch==2.13.0
-PROMPT ?= a panda taking a selfie, 2k, high quality
+# PRESET=default (or any preset on the hub weights) pulls the real weights first: about 40 GB, and a GPU.
+PRESET ?= micro
+PROMPT ?= a red circle moving right on a black background
 DEMO_OUTPUT ?= demo.mp4
 MICRO_BUILD ?= .micro-build
 
@@ -24,8 +26,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/show1 weights pull
-	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --seed 42 --overwrite
+	@if [ "$(PRESET)" != micro ]; then $(BIN)/show1 weights pull; fi
+	$(BIN)/show1 generate "$(PROMPT)" -o $(DEMO_OUTPUT) --preset $(PRESET) --seed 42 --overwrite
 
 lint: install
 	$(BIN)/ruff check show1_cli tests benchmarks
@@ -33,7 +35,7 @@ lint: install
 tiny-weights: install
 	$(BIN)/python -m tests.tiny_checkpoints .tiny-weights
 
-# Data, scaffold, five trainings (resumable: rerun after an interruption), lock; hours on 2 CPU cores (see the recipe).
+# Data, scaffold, the recipe's trainings in two lanes (resumable: rerun after an interruption), lock; hours on 2 CPU cores.
 micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 
