@@ -183,7 +183,7 @@ def test_a_mismatched_adapter_is_refused(tiny_weights, unet, schedule, tmp_path)
 
     other_metadata = {**adapter.metadata, "base_revision": "f" * 40}  # trained on another revision
     other_revision = save_motion_adapter(tmp_path / "other.safetensors", adapter.parameters, other_metadata)
-    with pytest.raises(InputError, match=r"trained on show-1-base@ffffffffffff, this run uses show-1-base@"):
+    with pytest.raises(InputError, match=r"trained on showlab/show-1-base@ffffffffffff, this run uses showlab/show-1-base@"):
         apply_motion_adapter(load_unet(tiny_weights / BASE), other_revision, 1.0, base)
 
     name = next(iter(adapter.parameters))
@@ -200,7 +200,7 @@ def test_a_mismatched_adapter_is_refused(tiny_weights, unet, schedule, tmp_path)
         apply_motion_adapter(load_unet(tiny_weights / BASE), adapter.path, -1.0, base)
 
     result = run_cli("generate", "x", "-o", tmp_path / "x.mp4", "--stages", "keyframes", "--motion", other_revision, *SIZE_OVERRIDES)
-    assert result.exit_code == 2 and "was trained on show-1-base@ffffffffffff" in result.output
+    assert result.exit_code == 2 and "was trained on showlab/show-1-base@ffffffffffff" in result.output
     result = run_cli("generate", "x", "-o", tmp_path / "x.mp4", "--motion", garbage)
     assert result.exit_code == 2 and "cannot read motion adapter" in result.output
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from show1_cli.finetune.adapter import read_motion_adapter
 from show1_cli.toyworld.analyse import analyse
+from show1_cli.toyworld.world import Scene, render
 from show1_cli.training.micro import RECIPES, SHIPPED
 from show1_cli.training.output import read_provenance
-from show1_cli.video import read_video
+from show1_cli.video import read_video, write_video
 from show1_cli.weights import micro_weights
 from tests.conftest import run_cli
 
@@ -68,3 +72,25 @@ def test_a_held_out_prompt_is_followed(tmp_path: Path):
     assert result.exit_code == 0, result.output
     reading = analyse(read_video(output).frames)
     assert (reading.color, reading.background, reading.motion) == ("yellow", "gray", "moving left"), reading
+
+
+def test_finetune_motion_trains_on_the_micro_base_and_its_adapter_fits_only_that_base(tmp_path: Path, tiny_weights: Path):
+    # A diagonal motion, which no clip of the toy world has.
+    path = [(0.3 + 0.4 * index / 7, 0.3 + 0.4 * index / 7) for index in range(8)]
+    clip = torch.cat([render(Scene("red", "circle", "moving right", "black", travel=0.0, start=centre), 1, 96, 128) for centre in path])
+    reference = write_video(tmp_path / "diagonal.mp4", clip, 8, {}, lossless=True)
+    adapter = tmp_path / "diagonal.safetensors"
+    result = run_cli("finetune-motion", reference, "--prompt", DEMO_PROMPT, "-o", adapter, "--preset", "micro", "--steps", 2, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert read_motion_adapter(adapter).metadata["base_repo_id"] == "show1-micro/show-1-base"
+
+    output = tmp_path / "blue.mp4"
+    prompt = "a blue square moving right on a gray background"
+    result = run_cli("generate", prompt, "-o", output, "--preset", "micro", "--stages", "keyframes", "--motion", adapter, "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert read_video(output).frames.shape == (8, 3, 24, 32)
+
+    # The hub weights' show-1-base (here the tiny one) refuses it before sampling.
+    hub_run = ("generate", prompt, "-o", tmp_path / "hub.mp4", "--stages", "keyframes", "--motion", adapter, "--set", "keyframes.steps=2")
+    result = run_cli(*hub_run)
+    assert result.exit_code == 2 and "trained on show1-micro/show-1-base@unpinned" in result.output, result.output

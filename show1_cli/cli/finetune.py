@@ -145,7 +145,7 @@ def finetune_motion(
     from show1_cli.training.loop import read_checkpoint
     from show1_cli.training.losses import parse_loss
     from show1_cli.video import ensure_writable, read_video, write_video
-    from show1_cli.weights import get_component, resolve_component, weights_dir_from_env
+    from show1_cli.weights import weight_source, weights_dir_from_env
 
     # Everything a user can get wrong is checked before any model loads.
     loss_spec = parse_loss(loss)
@@ -175,9 +175,9 @@ def finetune_motion(
     if runtime.device.type == "cpu" and runtime.dtype != torch.float32:
         raise InputError("training on the CPU runs in fp32", "use --dtype fp32 (or auto) with --device cpu")
     models = ModelStore(runtime)
-    weights = weights_dir_from_env(weights_dir)
-    base = get_component(BASE_COMPONENT)
-    root = resolve_component(BASE_COMPONENT, weights)
+    weights = weight_source(settings_preset.weights, weights_dir_from_env(weights_dir))
+    base = weights.lock()[BASE_COMPONENT]
+    root = weights.resolve(BASE_COMPONENT)
 
     texts = [prompt] + ([validate, size.negative_prompt] if validate is not None else [])
     embeddings = encode_texts(texts, models, root)  # the text encoder is dropped from memory on return

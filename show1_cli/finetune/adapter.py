@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from show1_cli import __version__
 from show1_cli.errors import InputError, OutputExistsError
-from show1_cli.weights import Component, get_component
+from show1_cli.weights import Component
 
 # The model motion adapters are trained on and applied to: the keyframe UNet.
 BASE_COMPONENT = "show-1-base"
@@ -169,10 +169,11 @@ def read_motion_adapter(path: Path) -> MotionAdapter:
 def check_adapter_base(adapter: MotionAdapter, unet: torch.nn.Module, expected_base: Component) -> None:
     """Refuse an adapter trained on another base model: component, revision, parameter names and shapes."""
     meta = adapter.metadata
-    trained_on = f"{meta['base_component']}@{meta['base_revision'][:12] or 'unpinned'}"
-    this_base = f"{expected_base.name}@{(expected_base.revision or '')[:12] or 'unpinned'}"
+    trained_on = f"{meta['base_repo_id']}@{meta['base_revision'][:12] or 'unpinned'}"
+    this_base = f"{expected_base.repo_id}@{(expected_base.revision or '')[:12] or 'unpinned'}"
     fix = f"use an adapter trained on {this_base}, or retrain it with `show1 finetune-motion`"
-    if meta["base_component"] != expected_base.name or meta["base_revision"] != (expected_base.revision or ""):
+    trained = (meta["base_component"], meta["base_repo_id"], meta["base_revision"])
+    if trained != (expected_base.name, expected_base.repo_id, expected_base.revision or ""):
         raise InputError(f"motion adapter {adapter.path} was trained on {trained_on}, this run uses {this_base}", fix)
     parameters = dict(unet.named_parameters())
     for name, tensor in adapter.parameters.items():
@@ -211,9 +212,9 @@ def apply_motion_adapter(unet: torch.nn.Module, path: Path, scale: float, expect
     return adapter
 
 
-def apply_motion_options(unet: torch.nn.Module, options: dict) -> torch.nn.Module:
-    """The keyframe stage's hook on a freshly loaded base UNet: blend in `options["motion"]` (an adapter
-    path, from `generate --motion`) at `options["motion_scale"]` (default 1); nothing without an adapter."""
+def apply_motion_options(unet: torch.nn.Module, options: dict, base: Component) -> torch.nn.Module:
+    """The keyframe stage's hook on a freshly loaded base UNet (the component `base`): blend in `options["motion"]`
+    (an adapter path, from `generate --motion`) at `options["motion_scale"]` (default 1); nothing without an adapter."""
     if options.get("motion"):
-        apply_motion_adapter(unet, Path(options["motion"]), float(options.get("motion_scale", 1.0)), get_component(BASE_COMPONENT))
+        apply_motion_adapter(unet, Path(options["motion"]), float(options.get("motion_scale", 1.0)), base)
     return unet

@@ -67,8 +67,9 @@ def run(context: StageContext, video: torch.Tensor | None) -> torch.Tensor:
     runtime = context.runtime
     root = context.weights.resolve(COMPONENT)
     # With `generate --motion`, the motion adapter is blended in once, when the UNet is loaded.
+    base = context.weights.lock()[COMPONENT]
     unet = context.models.get(
-        f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options), unet=True
+        f"{COMPONENT}/unet", lambda: apply_motion_options(load_unet(root, torch_dtype=runtime.dtype), context.options, base), unet=True
     )
     scheduler = load_scheduler(root, solver=settings.scheduler)
     return generate_keyframes(
