@@ -32,11 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-
 from show1_cli.presets import load_preset  # noqa: E402
 from show1_cli.toyworld.analyse import analyse  # noqa: E402
-from show1_cli.toyworld.world import Scene, render  # noqa: E402
+from show1_cli.toyworld.world import Scene, parse_caption, render_path  # noqa: E402
 from show1_cli.video import read_video, write_video  # noqa: E402
 
 REFERENCE = Scene("red", "circle", "moving right", "black")
@@ -49,13 +47,9 @@ NEW_LOOKS = ("a blue square moving right on a gray background", "a green triangl
 def diagonal_reference(path: Path) -> tuple[float, float]:
     """Writes the reference clip (29 frames at the micro cascade's final size); returns its measured shift."""
     preset = load_preset("micro")
-    frames, height, width = 29, preset.sr2.height, preset.sr2.width
-    clip = torch.empty(frames, 3, height, width)
-    for index in range(frames):
-        progress = index / (frames - 1)
-        centre = tuple(a + (b - a) * progress for a, b in zip(START, END, strict=True))
-        clip[index] = render(Scene(REFERENCE.color, REFERENCE.shape, REFERENCE.motion, REFERENCE.background, travel=0.0,
-                                   start=centre), 1, height, width)[0]
+    frames = 29
+    centres = [tuple(a + (b - a) * index / (frames - 1) for a, b in zip(START, END, strict=True)) for index in range(frames)]
+    clip = render_path(REFERENCE, centres, preset.sr2.height, preset.sr2.width)
     write_video(path, clip, preset.fps, {}, lossless=True)
     return analyse(read_video(path).frames).shift
 
@@ -71,7 +65,7 @@ def measure(videos: list[tuple[str, Path]], reference_shift: tuple[float, float]
         dx, dy = reading.shift[0] - reference_shift[0], reading.shift[1] - reference_shift[1]
         errors.append((dx * dx + dy * dy) ** 0.5)
         shares.append(reading.shift[1] / reference_shift[1])
-        wanted_colour, wanted_background = prompt.split()[1], prompt.split()[-2]
+        wanted_colour, _, _, wanted_background = parse_caption(prompt)
         colour_leak += reading.color == REFERENCE.color != wanted_colour
         background_leak += reading.background == REFERENCE.background != wanted_background
         colour_right += reading.color == wanted_colour

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from show1_cli.finetune.adapter import read_motion_adapter
 from show1_cli.toyworld.analyse import analyse
-from show1_cli.toyworld.world import Scene, render
+from show1_cli.toyworld.world import Scene, render_path
 from show1_cli.training.micro import RECIPES, SHIPPED
 from show1_cli.training.output import read_provenance
 from show1_cli.video import read_video, write_video
@@ -77,7 +75,7 @@ def test_a_held_out_prompt_is_followed(tmp_path: Path):
 def test_finetune_motion_trains_on_the_micro_base_and_its_adapter_fits_only_that_base(tmp_path: Path, tiny_weights: Path):
     # A diagonal motion, which no clip of the toy world has.
     path = [(0.3 + 0.4 * index / 7, 0.3 + 0.4 * index / 7) for index in range(8)]
-    clip = torch.cat([render(Scene("red", "circle", "moving right", "black", travel=0.0, start=centre), 1, 96, 128) for centre in path])
+    clip = render_path(Scene("red", "circle", "moving right", "black"), path, 96, 128)
     reference = write_video(tmp_path / "diagonal.mp4", clip, 8, {}, lossless=True)
     adapter = tmp_path / "diagonal.safetensors"
     result = run_cli("finetune-motion", reference, "--prompt", DEMO_PROMPT, "-o", adapter, "--preset", "micro", "--steps", 2, "--seed", 1)

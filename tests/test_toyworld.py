@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from show1_cli.toyworld.analyse import analyse
 from show1_cli.toyworld.dataset import write_dataset
-from show1_cli.toyworld.world import COLORS, all_combinations, is_held_out, parse_caption, random_scene, render
+from show1_cli.toyworld.world import COLORS, Scene, all_combinations, is_held_out, parse_caption, random_scene, render, render_path
 
 
 @pytest.mark.parametrize("size", [(24, 32), (96, 128)])
@@ -39,6 +39,17 @@ def test_motion_and_size_follow_the_spec():
     clip = render(random_scene(rng, "green", "square", "moving up", "gray", aspect=4 / 3), 29, 96, 128)
     rows = ((clip[0] - clip[0, :, :1, :1]).abs().sum(0) > 0.1).any(1)
     assert 0.25 < rows.float().sum() / 96 < 0.42  # about a third of the frame height
+
+
+def test_a_rendered_path_puts_the_object_at_each_centre():
+    centres = [(0.3 + 0.4 * index / 7, 0.25 + 0.5 * index / 7) for index in range(8)]
+    clip = render_path(Scene("green", "square", "moving left", "white"), centres, 96, 128)
+    assert clip.shape == (8, 3, 96, 128)
+    reading = analyse(clip)
+    assert (reading.color, reading.shape, reading.background) == ("green", "square", "white")
+    # The analyser averages the first and last quarter of the frames: centres 0.5 and 6.5 of 7 steps apart.
+    assert reading.shift == pytest.approx((0.4 * 6 / 7, 0.5 * 6 / 7), abs=0.01)
+    assert 1 / 1.05 < reading.growth < 1.05
 
 
 def test_held_out_combinations_and_captions():

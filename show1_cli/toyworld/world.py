@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -185,3 +186,9 @@ def render(scene: Scene, frames: int, height: int, width: int, supersample: int 
         cover = torch.nn.functional.avg_pool2d(cover[None, None], supersample)[0]
         clip[index] = background + (color - background) * cover
     return clip / 127.5 - 1.0
+
+
+def render_path(scene: Scene, centres: Sequence[tuple[float, float]], height: int, width: int) -> torch.Tensor:
+    """The scene's object at its start size, one frame at each centre (fractions of width and height): a path
+    none of the world's motions has, such as a diagonal, for teaching a motion from a reference clip."""
+    return torch.cat([render(replace(scene, travel=0.0, start=centre), 1, height, width) for centre in centres])
