@@ -19,6 +19,7 @@ from show1_cli.presets import load_preset
 from show1_cli.toyworld.dataset import write_dataset
 from show1_cli.training.data import load_dataset
 from show1_cli.training.loop import collate, example_seed
+from show1_cli.training.objectives import rotate_hues
 from show1_cli.training.output import WEIGHTS_NAME, read_provenance
 from show1_cli.training.stages import StageOptions, needs, setup
 from show1_cli.video import read_video
@@ -195,6 +196,7 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--prediction-type", "sample"), "--prediction-type sample is unknown"),
         (("--lr-scheduler", "step"), "--lr-scheduler step is not one of constant, cosine, linear"),
         (("--reconstruction-loss", "ssim"), "--reconstruction-loss ssim is unknown"),
+        (("--rotate-hues",), "--rotate-hues is for the vae, not sr1"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)
@@ -227,3 +229,28 @@ def test_late_timesteps_draw_that_share_from_the_noisy_end(clips, tiny_weights_d
     timesteps = [int(run.objective.example(torch.Generator().manual_seed(i))["timestep"]) for i in range(200)]
     late = sum(t >= 900 for t in timesteps) / len(timesteps)
     assert 0.45 < late < 0.65  # half from [900, 1000), plus the uniform draws' own 10%
+
+
+def test_hue_rotation_keeps_grays_and_a_third_of_a_turn_permutes_the_channels():
+    frames = torch.tensor([[0.5, -1.0, 0.2], [0.5, 0.4, -0.8], [0.5, 0.1, 0.9]])  # columns: a gray, two colours
+    assert torch.allclose(rotate_hues(frames, 0.0), frames)
+    assert torch.allclose(rotate_hues(frames, 2 * math.pi / 3), frames[[2, 0, 1]], atol=1e-6)
+    turned = rotate_hues(frames, 1.0)
+    assert torch.allclose(turned[:, 0], frames[:, 0], atol=1e-6)
+    assert torch.allclose(turned.mean(0), frames.mean(0), atol=1e-6)  # a colour's brightness stays
+    assert not torch.allclose(turned[:, 1], frames[:, 1], atol=0.1)
+
+
+def test_the_vae_with_rotated_hues_trains_on_recoloured_objects_over_the_same_backgrounds(clips, tiny_weights_dir):
+    preset = load_preset("default", SIZES)
+    options = StageOptions(rotate_hues=True)
+    dataset = load_dataset(clips, needs("vae", preset, options))
+    plain = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=StageOptions())
+    rotated = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=options)
+    for seed in range(4):
+        original = plain.objective.example(torch.Generator().manual_seed(seed))["image"]
+        image = rotated.objective.example(torch.Generator().manual_seed(seed))["image"]
+        gray = (original.amax(0) - original.amin(0)) < 1e-6  # the toy world's backgrounds are gray levels
+        assert gray.float().mean() > 0.3
+        assert torch.allclose(image[:, gray], original[:, gray], atol=1e-5)
+        assert not torch.allclose(image[:, ~gray], original[:, ~gray], atol=0.05)

@@ -9,7 +9,7 @@ Every objective builds its examples exactly as its stage's inference path consum
   the image-noising scheduler to a level drawn per sample (also the class label); with some probability
   its first frame is the clean high-resolution frame, as the window anchoring gives at inference;
 - sr2: frames at the sr2 size, encoded by the frozen VAE, timesteps drawn from the expert's range only;
-- vae: single frames (or crops) at the sr2 size.
+- vae: single frames (or crops) at the sr2 size, optionally with their hues rotated.
 
 An example's randomness (which clip, where, timestep, noise) comes from the generator the loop hands
 it, one per example, so a batch is the same whichever process computes it.
@@ -17,6 +17,7 @@ it, one per example, so a batch is the same whichever process computes it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,22 +229,41 @@ class SR2Objective(Objective):
         return epsilon_mse(output, self.terms.target(batch["clean"], batch["noise"], t, prediction_type), weights)
 
 
+def rotate_hues(frames: torch.Tensor, angle: float) -> torch.Tensor:
+    """`frames` (3, ...) in [-1, 1] with every colour turned by `angle` radians about the gray axis (Rodrigues'
+    rotation about (1, 1, 1)): grays keep their value, saturation and brightness are nearly kept, and what
+    leaves the RGB cube is clipped."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    third = (1 - cos) / 3
+    root = sin / math.sqrt(3)
+    matrix = torch.tensor([[cos + third, third - root, third + root],
+                           [third + root, cos + third, third - root],
+                           [third - root, third + root, cos + third]], dtype=frames.dtype)
+    return torch.einsum("ij,j...->i...", matrix, frames).clamp(-1, 1)
+
+
 class VAEObjective(Objective):
-    """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops."""
+    """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops; with
+    `rotate_hues`, each frame's colours are turned by a random angle about the gray axis, so the autoencoder
+    meets every object colour on every background (the data may never pair some of them)."""
 
     def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float,
-                 reconstruction_loss: str):
+                 reconstruction_loss: str, rotate_hues: bool = False):
         self.dataset = dataset
         self.height, self.width = height, width
         self.crop = crop
         self.kl_weight = kl_weight
         self.reconstruction_loss = reconstruction_loss
+        self.rotate_hues = rotate_hues
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
         _, _, (frame,) = _random_span(self.dataset, 1, self.height, self.width, generator)
         top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
         seed = torch.randint(0, 2**62, (1,), generator=generator)
-        return {"image": frame[:, top : top + crop_h, left : left + crop_w], "seed": seed[0]}
+        image = frame[:, top : top + crop_h, left : left + crop_w]
+        if self.rotate_hues:
+            image = rotate_hues(image, float(torch.rand((), generator=generator)) * 2 * math.pi)
+        return {"image": image, "seed": seed[0]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         reconstruction, posterior = model(batch["image"], batch["seed"])
