@@ -81,9 +81,9 @@ def main() -> int:
                 for report in result.reports:
                     stage_seconds[report.name].append(report.seconds)
                 reading = analyse(read_video(job.output).frames).as_dict()
-                wanted = dict(zip(ATTRIBUTES, _wanted(job.prompt), strict=True))
+                expected = dict(zip(ATTRIBUTES, wanted(job.prompt), strict=True))
                 for attribute in ATTRIBUTES:
-                    hits[attribute] += reading[attribute] == wanted[attribute]
+                    hits[attribute] += reading[attribute] == expected[attribute]
                 items.append({"prompt": job.prompt, "seed": job.seed, "read": reading})
             count = len(jobs)
             results["groups"][group] = {
@@ -110,7 +110,8 @@ def main() -> int:
     return 0
 
 
-def _wanted(prompt: str) -> tuple[str, str, str, str]:
+def wanted(prompt: str) -> tuple[str, str, str, str]:
+    """The prompt's colour, background, shape and motion, in the order of ATTRIBUTES."""
     from show1_cli.toyworld.world import parse_caption
 
     color, shape, motion, background = parse_caption(prompt)
