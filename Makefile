@@ -39,9 +39,9 @@ tiny-weights: install
 micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 
-# All but the two that need inputs: official_parity.py (`make official-parity`) and micro_prompt_reading.py (a model in training).
+# All but the two that need inputs, official_parity.py (`make official-parity`) and micro_prompt_reading.py (a model in training), and report.py (their shared writer).
 benchmarks: install
-	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
+	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py|*/report.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
 
 # show1 against the official Show-1 flow (docs/fidelity.md): OFFICIAL is a checkout of the official repository,
 # OFFICIAL_PYTHON an interpreter with benchmarks/official/requirements.txt installed.

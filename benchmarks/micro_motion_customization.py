@@ -22,7 +22,6 @@ Writes benchmarks/results/micro_motion_customization.json. About 15 minutes on 2
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from report import write_report  # noqa: E402
 
 from show1_cli.presets import load_preset  # noqa: E402
 from show1_cli.toyworld.analyse import analyse  # noqa: E402
@@ -117,9 +118,7 @@ def main() -> int:
     for name, row in rows.items():
         print(f"  {name:<11} {row['trajectory_error']:>16.3f}  {row['vertical_share']:>14.2f}  {row['colour_leak']:>11.0%}"
               f"  {row['background_leak']:>15.0%}  {row['prompt_colour']:>13.0%}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_report(args.output, results)
     return 0
 
 

@@ -13,7 +13,6 @@ per-stage generation time. Writes benchmarks/results/micro_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from report import write_report  # noqa: E402
 
 from show1_cli.chain import Chain, Job  # noqa: E402
 from show1_cli.presets import load_preset  # noqa: E402
@@ -104,9 +105,7 @@ def main() -> int:
     print("  targets  " + "  ".join(f"{name} >= {value:.0%}" for name, value in TARGETS.items()) + ", held out within 10 points")
     print("  per video: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in results["stage_seconds_mean"].items())
           + f"; total {results['video_seconds_mean']:.1f} s")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_report(args.output, results)
     return 0
 
 

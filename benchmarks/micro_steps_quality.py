@@ -23,7 +23,6 @@ Writes benchmarks/results/micro_steps_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from micro_quality import ATTRIBUTES, sample_prompts, wanted  # noqa: E402
+from report import write_report  # noqa: E402
 
 from show1_cli.chain import Chain, Job  # noqa: E402
 from show1_cli.presets import load_preset  # noqa: E402
@@ -121,9 +121,7 @@ def main() -> int:
             results["stages"][stage] = {"reference_accuracy": base, "rows": rows, "fewest_steps_within_1_point": fewest}
             print(f"{stage}: fewest steps within {WITHIN_POINTS:g} point of the reference: {fewest}", flush=True)
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_report(args.output, results)
     return 0
 
 
