@@ -39,9 +39,10 @@ tiny-weights: install
 micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 
-# All but the two that need inputs, official_parity.py (`make official-parity`) and micro_prompt_reading.py (a model in training), and report.py (their shared writer).
+# All but those that need inputs or hours (official_parity.py: `make official-parity`; micro_prompt_reading.py: a model in
+# training; loss_design.py EXPERIMENT: trainings) and report.py (their shared writer).
 benchmarks: install
-	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py|*/report.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
+	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py|*/loss_design.py|*/report.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
 
 # show1 against the official Show-1 flow (docs/fidelity.md): OFFICIAL is a checkout of the official repository,
 # OFFICIAL_PYTHON an interpreter with benchmarks/official/requirements.txt installed.
@@ -49,4 +50,4 @@ official-parity: install
 	$(BIN)/python benchmarks/official_parity.py --official $(OFFICIAL) --official-python $(OFFICIAL_PYTHON)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .tiny-weights $(MICRO_BUILD)
+	rm -rf $(VENV) .pytest_cache .tiny-weights $(MICRO_BUILD) .loss-design

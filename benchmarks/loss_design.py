@@ -1,0 +1,229 @@
+"""The loss-design questions of `show1 train`, answered on the toy world at equal compute (docs/losses.md).
+
+Each experiment trains its variants with `show1 train` (the command a user runs) from the same init with the
+same steps, batch, learning rate and schedule, for several seeds, on a toy-world data set it renders itself,
+then measures every variant side by side on freshly rendered clips (held-in and held-out combinations):
+
+- sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
+  true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
+  prompt accuracy (mean of colour, background, shape and motion) on the output;
+- sr1-noise-aug: sr1 trained with noise-conditioning augmentation (levels 0-500, sampled at the micro preset's
+  level) against none (levels 0-1, sampled at level 0), applied to true keyframe-size clips as they are and
+  with the artefacts a stage-2 output has (blur, noise, sub-pixel shifts): PSNR against the true clip at the
+  sr1 size.
+
+Trainings are resumable (rerun the same command) and run in --jobs parallel lanes of one CPU thread each;
+everything lives under --work. The inits are the shipped micro cascade's frozen parts (VAE, text encoders)
+with fresh UNets from the micro configs.
+
+    python benchmarks/loss_design.py sr2-range --steps 600 --seeds 2
+    python benchmarks/loss_design.py sr1-noise-aug --steps 600 --seeds 2
+
+Writes benchmarks/results/loss_design-EXPERIMENT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import random
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from micro_quality import ATTRIBUTES, wanted  # noqa: E402
+from micro_steps_quality import psnr  # noqa: E402
+from report import write_report  # noqa: E402
+
+from show1_cli.chain import Chain, Job  # noqa: E402
+from show1_cli.presets import load_preset  # noqa: E402
+from show1_cli.resources import data_path  # noqa: E402
+from show1_cli.runtime import resolve_runtime  # noqa: E402
+from show1_cli.toyworld.analyse import analyse  # noqa: E402
+from show1_cli.toyworld.dataset import write_dataset  # noqa: E402
+from show1_cli.toyworld.world import all_combinations, random_scene, render  # noqa: E402
+from show1_cli.training.lock import write_micro_lock  # noqa: E402
+from show1_cli.video import read_video  # noqa: E402
+
+MICRO = data_path("micro")
+CONFIGS = REPO / "show1_cli" / "training" / "configs"
+CLIPS_PER_GROUP = 6
+FRAMES = 8  # every 4th frame of a 29-frame clip: the motion is kept, the cost is a quarter
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    train: tuple[str, ...]  # extra `show1 train` options
+    sample: tuple[str, ...] = ()  # preset overrides when it is applied
+
+
+@dataclass(frozen=True)
+class Experiment:
+    stage: str
+    component: str
+    init: Path
+    config: str
+    train: tuple[str, ...]  # options every variant trains with
+    variants: tuple[Variant, ...]
+
+
+EXPERIMENTS = {
+    "sr2-range": Experiment(
+        "sr2", "show-1-sr2", MICRO / "show-1-sr2", "unet-sr2.json",
+        ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "128x128"),
+        (Variant("t in [0, 900)", ("--timestep-range", "0", "900")),
+         Variant("t in [0, 1000)", ("--timestep-range", "0", "1000")))),
+    "sr1-noise-aug": Experiment(
+        "sr1", "show-1-sr1", MICRO / "show-1-sr1", "unet-sr1.json",
+        ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "32x48",
+         "--prediction-type", "v_prediction", "--text-encoder", str(MICRO / "show-1-base")),
+        (Variant("noise augmentation 0-500", ("--noise-aug-range", "0", "500")),
+         Variant("none (levels 0-1)", ("--noise-aug-range", "0", "1"), ("sr1.noise_level=0",)))),
+}
+
+
+def train_all(experiment: Experiment, data: Path, work: Path, steps: int, seeds: int, jobs: int) -> dict[tuple[str, int], Path]:
+    if not (data / "captions.jsonl").is_file():
+        preset = load_preset("micro")
+        write_dataset(data, height=preset.sr2.height, width=preset.sr2.width, per_combination=2, seed=7)
+    runs = {(variant.name, seed): (variant, work / f"{experiment.stage}-{index}-seed{seed}")
+            for index, variant in enumerate(experiment.variants) for seed in range(1, seeds + 1)}
+
+    def train(key: tuple[str, int]) -> None:
+        variant, out = runs[key]
+        if (out / "model_index.json").is_file():
+            return
+        command = [sys.executable, "-m", "show1_cli", "train", experiment.stage, "--data", str(data), "--init", str(experiment.init),
+                   "--config", str(CONFIGS / experiment.config), "--out", str(out), "--preset", "micro", "--ema", "--json",
+                   "--checkpoint-every", "50", "--steps", str(steps), "--seed", str(key[1]), *experiment.train, *variant.train]
+        checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
+        if checkpoint.is_file():
+            command += ["--resume", str(checkpoint)]
+        print(f"training {experiment.stage} '{key[0]}' seed {key[1]} -> {out}", flush=True)
+        with out.with_name(out.name + ".log").open("a", encoding="utf-8") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(train, runs))
+    return {key: out for key, (_, out) in runs.items()}
+
+
+def weights_folder(trained: Path, component: str, work: Path) -> Path:
+    """A micro cascade folder with `trained` in place of `component`, and its lock."""
+    folder = work / f"weights-{trained.name}"
+    if not (folder / "weights.lock").is_file():
+        folder.mkdir(exist_ok=True)
+        for source in MICRO.iterdir():
+            if source.is_dir() and not (folder / source.name).exists():
+                (folder / source.name).symlink_to(trained.resolve() if source.name == component else source)
+        write_micro_lock(folder)
+    return folder
+
+
+def test_clips() -> list[tuple[str, torch.Tensor]]:
+    """(caption, clip at the sr2 size, FRAMES frames) for CLIPS_PER_GROUP held-in and held-out combinations."""
+    preset, rng = load_preset("micro"), random.Random(11)
+    clips = []
+    for held_out in (False, True):
+        for combination in rng.sample(all_combinations(held_out), CLIPS_PER_GROUP):
+            scene = random_scene(rng, *combination, preset.sr2.width / preset.sr2.height)
+            clip = render(scene, 29, preset.sr2.height, preset.sr2.width)[::4][:FRAMES]
+            clips.append((scene.caption(), clip))
+    return clips
+
+
+def stage2_artefacts(video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """What a stage-2 output carries over the true frames: a slight blur, noise and sub-pixel shifts per frame."""
+    blur = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (blur[:, None] * blur[None, :]).expand(3, 1, 3, 3)
+    blurred = F.conv2d(F.pad(video, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    shifts = (torch.rand(video.shape[0], 2, generator=generator) - 0.5) * 2 / torch.tensor(video.shape[-1:-3:-1])
+    theta = torch.cat([torch.eye(2).expand(video.shape[0], 2, 2), shifts[:, :, None]], dim=2)
+    grid = F.affine_grid(theta, list(video.shape), align_corners=False)
+    shifted = F.grid_sample(blurred, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (shifted + 0.04 * torch.randn(video.shape, generator=generator)).clamp(-1, 1)
+
+
+def accuracy(video: torch.Tensor, caption: str) -> float:
+    reading = analyse(video).as_dict()
+    return sum(reading[attribute] == value for attribute, value in zip(ATTRIBUTES, wanted(caption), strict=True)) / len(ATTRIBUTES)
+
+
+def apply(weights: Path, stage: str, inputs: list[tuple[str, torch.Tensor]], overrides: list[str], work: Path) -> list[torch.Tensor]:
+    """`stage` of the cascade in `weights` on each (caption, input video), as `show1 upscale` runs it."""
+    os.environ["SHOW1_WEIGHTS_LOCK"] = str(weights / "weights.lock")
+    # The folder and its lock, through the code the hub weights go through.
+    preset = dataclasses.replace(load_preset("micro", overrides, [stage]), weights="hub")
+    chain = Chain(resolve_runtime("cpu", "fp32", "none"), weights, options={"first_frame": "none"}, show_progress=False)
+    jobs = [Job(caption, 0, work / f"applied-{index}.mkv", preset, video=video, fps=preset.fps, lossless=True)
+            for index, (caption, video) in enumerate(inputs)]
+    chain.run(jobs, overwrite=True)
+    return [read_video(job.output).frames for job in jobs]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one CPU thread each")
+    parser.add_argument("--work", type=Path, default=REPO / ".loss-design")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    experiment = EXPERIMENTS[args.experiment]
+    work = args.work / args.experiment
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.jobs)
+
+    trained = train_all(experiment, args.work / "data", work, args.steps, args.seeds, args.jobs)
+    preset = load_preset("micro")
+    sr1_size, keyframe_size = (preset.sr1.height, preset.sr1.width), (preset.keyframes.height, preset.keyframes.width)
+    clips = test_clips()
+    rows: dict[str, dict] = {}
+    for variant in experiment.variants:
+        figures: dict[str, list[float]] = {}
+        for seed in range(1, args.seeds + 1):
+            weights = weights_folder(trained[(variant.name, seed)], experiment.component, work)
+            if experiment.stage == "sr2":
+                inputs = [(caption, F.interpolate(clip, size=sr1_size, mode="area")) for caption, clip in clips]
+                for strength in (0.8, 0.6):
+                    outputs = apply(weights, "sr2", inputs, [f"sr2.strength={strength}", *variant.sample], work)
+                    figures.setdefault(f"psnr_db_strength_{strength}", []).append(
+                        mean([psnr(output, clip) for output, (_, clip) in zip(outputs, clips, strict=True)]))
+                    figures.setdefault(f"accuracy_strength_{strength}", []).append(
+                        mean([accuracy(output, caption) for output, (caption, _) in zip(outputs, clips, strict=True)]))
+            else:
+                truths = [F.interpolate(clip, size=sr1_size, mode="area") for _, clip in clips]
+                low = [F.interpolate(truth, size=keyframe_size, mode="area") for truth in truths]
+                generator = torch.Generator().manual_seed(3)
+                for name, videos in (("clean_input", low), ("stage2_artefacts", [stage2_artefacts(video, generator) for video in low])):
+                    outputs = apply(weights, "sr1", [(caption, video) for (caption, _), video in zip(clips, videos, strict=True)],
+                                    list(variant.sample), work)
+                    figures.setdefault(f"psnr_db_{name}", []).append(
+                        mean([psnr(output, truth) for output, truth in zip(outputs, truths, strict=True)]))
+        rows[variant.name] = {key: {"mean": mean(values), "per_seed": values} for key, values in figures.items()}
+        print(f"{variant.name:<28} " + "  ".join(f"{key} {value['mean']:.3f}" for key, value in rows[variant.name].items()), flush=True)
+
+    results = {"experiment": args.experiment, "steps": args.steps, "seeds": args.seeds, "clips": len(clips),
+               "training": " ".join(experiment.train), "rows": rows}
+    write_report(args.output or REPO / "benchmarks" / "results" / f"loss_design-{args.experiment}.json", results)
+    return 0 if all(math.isfinite(value["mean"]) for row in rows.values() for value in row.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
