@@ -196,7 +196,8 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--prediction-type", "sample"), "--prediction-type sample is unknown"),
         (("--lr-scheduler", "step"), "--lr-scheduler step is not one of constant, cosine, linear"),
         (("--reconstruction-loss", "ssim"), "--reconstruction-loss ssim is unknown"),
-        (("--rotate-hues",), "--rotate-hues is for the vae, not sr1"),
+        (("--colour-augment", "hues"), "--colour-augment is for the vae, not sr1"),
+        (("--colour-augment", "sepia"), "--colour-augment sepia is unknown"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)
@@ -241,16 +242,21 @@ def test_hue_rotation_keeps_grays_and_a_third_of_a_turn_permutes_the_channels():
     assert not torch.allclose(turned[:, 1], frames[:, 1], atol=0.1)
 
 
-def test_the_vae_with_rotated_hues_trains_on_recoloured_objects_over_the_same_backgrounds(clips, tiny_weights_dir):
+@pytest.mark.parametrize("augment", ["hues", "channels"])
+def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backgrounds(augment, clips, tiny_weights_dir):
     preset = load_preset("default", SIZES)
-    options = StageOptions(rotate_hues=True)
+    options = StageOptions(colour_augment=augment)
     dataset = load_dataset(clips, needs("vae", preset, options))
     plain = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=StageOptions())
-    rotated = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=options)
-    for seed in range(4):
+    augmented = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=options)
+    changed = 0
+    for seed in range(6):
         original = plain.objective.example(torch.Generator().manual_seed(seed))["image"]
-        image = rotated.objective.example(torch.Generator().manual_seed(seed))["image"]
+        image = augmented.objective.example(torch.Generator().manual_seed(seed))["image"]
         gray = (original.amax(0) - original.amin(0)) < 1e-6  # the toy world's backgrounds are gray levels
         assert gray.float().mean() > 0.3
         assert torch.allclose(image[:, gray], original[:, gray], atol=1e-5)
-        assert not torch.allclose(image[:, ~gray], original[:, ~gray], atol=0.05)
+        if augment == "channels":
+            assert sorted(image[:, ~gray].sum(1).tolist()) == pytest.approx(sorted(original[:, ~gray].sum(1).tolist()))
+        changed += not torch.allclose(image[:, ~gray], original[:, ~gray], atol=0.05)
+    assert changed >= 3

@@ -89,8 +89,9 @@ def train(
     kl_weight: Annotated[float, typer.Option("--kl-weight", help="vae: weight of the KL term.")] = 1e-6,
     reconstruction_loss: Annotated[str, typer.Option("--reconstruction-loss", help="vae: l1 (the usual) or mse (the micro "
                                                      "cascade's; weighs wrong object colours over faint backgrounds).")] = "l1",
-    rotate_hues: Annotated[bool, typer.Option("--rotate-hues", help="vae: turn each frame's colours by a random angle about the "
-                                              "gray axis, so it learns colours on backgrounds the data never pairs them with.")] = False,
+    colour_augment: Annotated[str | None, typer.Option("--colour-augment", help="vae: hues (turn each frame's colours by a random "
+                                                       "angle about the gray axis) or channels (permute its RGB channels), so it "
+                                                       "learns colours on backgrounds the data never pairs them with.")] = None,
     late_timesteps: Annotated[tuple[float, int] | None, typer.Option(
         "--late-timesteps", metavar="SHARE FROM", help="Pixel stages: draw this share of the timesteps from [FROM, 1000) only, "
         "where samples are made from the prompt alone (e.g. 0.3 900); off as in Show-1. See docs/losses.md.")] = None,
@@ -130,6 +131,7 @@ def train(
     from show1_cli.training.loop import TrainConfig, make_accelerator
     from show1_cli.training.loop import train as run_training
     from show1_cli.training.losses import PREDICTION_TYPES, RECONSTRUCTION_LOSSES
+    from show1_cli.training.objectives import COLOUR_AUGMENTS
     from show1_cli.training.output import SAVE_DTYPES, ensure_output_writable, write_output
     from show1_cli.training.stages import COMPONENT_OF, STAGES, StageOptions, needs, resolve_source, setup
     from show1_cli.video import write_video
@@ -151,13 +153,15 @@ def train(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
         noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
         timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight,
-        reconstruction_loss=reconstruction_loss, rotate_hues=rotate_hues, snr_gamma=snr_gamma,
+        reconstruction_loss=reconstruction_loss, colour_augment=colour_augment, snr_gamma=snr_gamma,
         late_timesteps=late_timesteps, prediction_type=prediction_type,
     )
     if prediction_type not in (None, *PREDICTION_TYPES):
         raise InputError(f"--prediction-type {prediction_type} is unknown", f"use one of {', '.join(PREDICTION_TYPES)}")
-    if rotate_hues and stage != "vae":
-        raise InputError(f"--rotate-hues is for the vae, not {stage}", "drop --rotate-hues")
+    if colour_augment is not None and colour_augment not in COLOUR_AUGMENTS:
+        raise InputError(f"--colour-augment {colour_augment} is unknown", f"use one of {', '.join(COLOUR_AUGMENTS)}")
+    if colour_augment is not None and stage != "vae":
+        raise InputError(f"--colour-augment is for the vae, not {stage}", "drop --colour-augment")
     if prediction_type is not None and stage == "vae":
         raise InputError("--prediction-type does not apply to the vae", "leave it out when training the vae")
     if reconstruction_loss not in RECONSTRUCTION_LOSSES:

@@ -242,27 +242,33 @@ def rotate_hues(frames: torch.Tensor, angle: float) -> torch.Tensor:
     return torch.einsum("ij,j...->i...", matrix, frames).clamp(-1, 1)
 
 
+COLOUR_AUGMENTS = ("hues", "channels")
+
+
 class VAEObjective(Objective):
-    """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops; with
-    `rotate_hues`, each frame's colours are turned by a random angle about the gray axis, so the autoencoder
-    meets every object colour on every background (the data may never pair some of them)."""
+    """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops. With a
+    `colour_augment`, each frame's colours are turned by a random angle about the gray axis ("hues") or its RGB
+    channels permuted ("channels"), so the autoencoder meets object colours on backgrounds the data never
+    pairs them with; grays, and so the toy world's backgrounds, stay as they are."""
 
     def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float,
-                 reconstruction_loss: str, rotate_hues: bool = False):
+                 reconstruction_loss: str, colour_augment: str | None = None):
         self.dataset = dataset
         self.height, self.width = height, width
         self.crop = crop
         self.kl_weight = kl_weight
         self.reconstruction_loss = reconstruction_loss
-        self.rotate_hues = rotate_hues
+        self.colour_augment = colour_augment
 
     def example(self, generator: torch.Generator) -> dict[str, Any]:
         _, _, (frame,) = _random_span(self.dataset, 1, self.height, self.width, generator)
         top, left, crop_h, crop_w = _crop_box(self.height, self.width, self.crop, generator)
         seed = torch.randint(0, 2**62, (1,), generator=generator)
         image = frame[:, top : top + crop_h, left : left + crop_w]
-        if self.rotate_hues:
+        if self.colour_augment == "hues":
             image = rotate_hues(image, float(torch.rand((), generator=generator)) * 2 * math.pi)
+        elif self.colour_augment == "channels":
+            image = image[torch.randperm(3, generator=generator)]
         return {"image": image, "seed": seed[0]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -57,7 +57,7 @@ class StageOptions:
     timestep_range: tuple[int, int] = (0, 900)
     kl_weight: float = 1e-6
     reconstruction_loss: str = "l1"  # vae: "l1" or "mse"
-    rotate_hues: bool = False  # vae: turn each frame's colours by a random angle about the gray axis
+    colour_augment: str | None = None  # vae: None, "hues" (a random turn about the gray axis) or "channels" (permuted)
     snr_gamma: float | None = None  # min-SNR weighting of the epsilon MSE; None: off (as Show-1)
     late_timesteps: tuple[float, int] | None = None  # pixel stages: (share, from): extra draws of t in [from, T)
     prediction_type: str | None = None  # UNet stages: "epsilon" or "v_prediction"; None: as the init's scheduler says
@@ -189,7 +189,7 @@ def setup(
 
         model, config = _build_model(AutoencoderKL, sr2_stage.load_vae, init_dir, "vae", config_file)
         objective = VAEObjective(dataset, height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight,
-                                 reconstruction_loss=o.reconstruction_loss, rotate_hues=o.rotate_hues)
+                                 reconstruction_loss=o.reconstruction_loss, colour_augment=o.colour_augment)
 
         def validate_vae(vae_pass, prompt, generator):
             frames = validation_clip(s2.height, s2.width)
