@@ -4,6 +4,11 @@ Each experiment trains its variants with `show1 train` (the command a user runs)
 same steps, batch, learning rate and schedule, for several seeds, on a toy-world data set it renders itself,
 then measures every variant side by side on freshly rendered clips (held-in and held-out combinations):
 
+- hybrid: the keyframe model (predicting the noise, as Show-1's) trained with the improved-DDPM hybrid loss
+  (epsilon MSE plus 0.001 times the variational bound, which trains the learned-range variance channels)
+  against the epsilon MSE alone (the variance channels stay as initialised), both sampled with the
+  checkpoint's learned-range DDPM sampler at 25 and 75 steps: the analyser's prompt accuracy and the total
+  variation distance between the colour histograms of the samples and of the true clips;
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
   prompt accuracy (mean of colour, background, shape and motion) on the output;
@@ -16,6 +21,7 @@ Trainings are resumable (rerun the same command) and run in --jobs parallel lane
 everything lives under --work. The inits are the shipped micro cascade's frozen parts (VAE, text encoders)
 with fresh UNets from the micro configs.
 
+    python benchmarks/loss_design.py hybrid --steps 600 --seeds 2
     python benchmarks/loss_design.py sr2-range --steps 600 --seeds 2
     python benchmarks/loss_design.py sr1-noise-aug --steps 600 --seeds 2
 
@@ -78,6 +84,11 @@ class Experiment:
 
 
 EXPERIMENTS = {
+    "hybrid": Experiment(
+        "keyframes", "show-1-base", MICRO / "show-1-base", "unet-keyframes.json",
+        ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant", "--prediction-type", "epsilon"),
+        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001")),
+         Variant("epsilon MSE alone", ("--vlb-weight", "0")))),
     "sr2-range": Experiment(
         "sr2", "show-1-sr2", MICRO / "show-1-sr2", "unet-sr2.json",
         ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "128x128"),
@@ -160,13 +171,24 @@ def accuracy(video: torch.Tensor, caption: str) -> float:
     return sum(reading[attribute] == value for attribute, value in zip(ATTRIBUTES, wanted(caption), strict=True)) / len(ATTRIBUTES)
 
 
-def apply(weights: Path, stage: str, inputs: list[tuple[str, torch.Tensor]], overrides: list[str], work: Path) -> list[torch.Tensor]:
-    """`stage` of the cascade in `weights` on each (caption, input video), as `show1 upscale` runs it."""
+def colour_distance(videos: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
+    """Total variation distance (0 to 1) between the colour histograms (8 levels per channel) of two sets of videos."""
+
+    def histogram(group: list[torch.Tensor]) -> torch.Tensor:
+        levels = torch.cat([((video.clamp(-1, 1) + 1) * 3.999).long().transpose(0, 1).reshape(3, -1) for video in group], dim=1)
+        counts = torch.bincount(levels[0] * 64 + levels[1] * 8 + levels[2], minlength=512).float()
+        return counts / counts.sum()
+
+    return float((histogram(videos) - histogram(truths)).abs().sum() / 2)
+
+
+def apply(weights: Path, stage: str, inputs: list[tuple[str, torch.Tensor | None]], overrides: list[str], work: Path) -> list[torch.Tensor]:
+    """`stage` of the cascade in `weights` on each (caption, input video or None for keyframes), as the CLI runs it."""
     os.environ["SHOW1_WEIGHTS_LOCK"] = str(weights / "weights.lock")
     # The folder and its lock, through the code the hub weights go through.
     preset = dataclasses.replace(load_preset("micro", overrides, [stage]), weights="hub")
     chain = Chain(resolve_runtime("cpu", "fp32", "none"), weights, options={"first_frame": "none"}, show_progress=False)
-    jobs = [Job(caption, 0, work / f"applied-{index}.mkv", preset, video=video, fps=preset.fps, lossless=True)
+    jobs = [Job(caption, 0, work / f"applied-{index}.mkv", preset, video=video, fps=None if video is None else preset.fps, lossless=True)
             for index, (caption, video) in enumerate(inputs)]
     chain.run(jobs, overwrite=True)
     return [read_video(job.output).frames for job in jobs]
@@ -174,6 +196,46 @@ def apply(weights: Path, stage: str, inputs: list[tuple[str, torch.Tensor]], ove
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def measure_sr2(weights: Path, variant: Variant, clips: list[tuple[str, torch.Tensor]], work: Path) -> dict[str, float]:
+    preset = load_preset("micro")
+    inputs = [(caption, F.interpolate(clip, size=(preset.sr1.height, preset.sr1.width), mode="area")) for caption, clip in clips]
+    figures = {}
+    for strength in (0.8, 0.6):
+        outputs = apply(weights, "sr2", inputs, [f"sr2.strength={strength}", *variant.sample], work)
+        figures[f"psnr_db_strength_{strength}"] = mean([psnr(output, clip) for output, (_, clip) in zip(outputs, clips, strict=True)])
+        figures[f"accuracy_strength_{strength}"] = mean(list(map(accuracy, outputs, [caption for caption, _ in clips])))
+    return figures
+
+
+def measure_sr1(weights: Path, variant: Variant, clips: list[tuple[str, torch.Tensor]], work: Path) -> dict[str, float]:
+    preset = load_preset("micro")
+    truths = [F.interpolate(clip, size=(preset.sr1.height, preset.sr1.width), mode="area") for _, clip in clips]
+    low = [F.interpolate(truth, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for truth in truths]
+    generator = torch.Generator().manual_seed(3)
+    figures = {}
+    for name, videos in (("clean_input", low), ("stage2_artefacts", [stage2_artefacts(video, generator) for video in low])):
+        inputs = [(caption, video) for (caption, _), video in zip(clips, videos, strict=True)]
+        outputs = apply(weights, "sr1", inputs, list(variant.sample), work)
+        figures[f"psnr_db_{name}"] = mean([psnr(output, truth) for output, truth in zip(outputs, truths, strict=True)])
+    return figures
+
+
+def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, torch.Tensor]], work: Path) -> dict[str, float]:
+    preset = load_preset("micro")
+    truths = [F.interpolate(clip, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for _, clip in clips]
+    figures = {}
+    for steps in (25, 75):
+        captions = [caption for caption, _ in clips]
+        settings = [f"keyframes.steps={steps}", *variant.sample]
+        outputs = apply(weights, "keyframes", [(caption, None) for caption in captions], settings, work)
+        figures[f"accuracy_{steps}_steps"] = mean(list(map(accuracy, outputs, captions)))
+        figures[f"colour_distance_{steps}_steps"] = colour_distance(outputs, truths)
+    return figures
+
+
+MEASURES = {"sr2": measure_sr2, "sr1": measure_sr1, "keyframes": measure_keyframes}
 
 
 def main() -> int:
@@ -191,31 +253,14 @@ def main() -> int:
     torch.set_num_threads(args.jobs)
 
     trained = train_all(experiment, args.work / "data", work, args.steps, args.seeds, args.jobs)
-    preset = load_preset("micro")
-    sr1_size, keyframe_size = (preset.sr1.height, preset.sr1.width), (preset.keyframes.height, preset.keyframes.width)
     clips = test_clips()
     rows: dict[str, dict] = {}
     for variant in experiment.variants:
         figures: dict[str, list[float]] = {}
         for seed in range(1, args.seeds + 1):
             weights = weights_folder(trained[(variant.name, seed)], experiment.component, work)
-            if experiment.stage == "sr2":
-                inputs = [(caption, F.interpolate(clip, size=sr1_size, mode="area")) for caption, clip in clips]
-                for strength in (0.8, 0.6):
-                    outputs = apply(weights, "sr2", inputs, [f"sr2.strength={strength}", *variant.sample], work)
-                    figures.setdefault(f"psnr_db_strength_{strength}", []).append(
-                        mean([psnr(output, clip) for output, (_, clip) in zip(outputs, clips, strict=True)]))
-                    figures.setdefault(f"accuracy_strength_{strength}", []).append(
-                        mean([accuracy(output, caption) for output, (caption, _) in zip(outputs, clips, strict=True)]))
-            else:
-                truths = [F.interpolate(clip, size=sr1_size, mode="area") for _, clip in clips]
-                low = [F.interpolate(truth, size=keyframe_size, mode="area") for truth in truths]
-                generator = torch.Generator().manual_seed(3)
-                for name, videos in (("clean_input", low), ("stage2_artefacts", [stage2_artefacts(video, generator) for video in low])):
-                    outputs = apply(weights, "sr1", [(caption, video) for (caption, _), video in zip(clips, videos, strict=True)],
-                                    list(variant.sample), work)
-                    figures.setdefault(f"psnr_db_{name}", []).append(
-                        mean([psnr(output, truth) for output, truth in zip(outputs, truths, strict=True)]))
+            for key, value in MEASURES[experiment.stage](weights, variant, clips, work).items():
+                figures.setdefault(key, []).append(value)
         rows[variant.name] = {key: {"mean": mean(values), "per_seed": values} for key, values in figures.items()}
         print(f"{variant.name:<28} " + "  ".join(f"{key} {value['mean']:.3f}" for key, value in rows[variant.name].items()), flush=True)
 
