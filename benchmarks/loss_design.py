@@ -13,7 +13,7 @@ then measures every variant side by side on freshly rendered clips (held-in and 
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
   prompt accuracy (mean of colour, background, shape and motion) on the output;
 - sr1-noise-aug: sr1 trained with noise-conditioning augmentation (levels 0-500, sampled at the micro preset's
-  level) against none (levels 0-1, sampled at level 0), applied to true keyframe-size clips as they are and
+  level) against none (level 0, sampled at level 0), applied to true keyframe-size clips as they are and
   with the artefacts a stage-2 output has (blur, noise, sub-pixel shifts): PSNR against the true clip at the
   sr1 size.
 
@@ -99,7 +99,7 @@ EXPERIMENTS = {
         ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "32x48",
          "--prediction-type", "v_prediction", "--text-encoder", str(MICRO / "show-1-base")),
         (Variant("noise augmentation 0-500", ("--noise-aug-range", "0", "500")),
-         Variant("none (levels 0-1)", ("--noise-aug-range", "0", "1"), ("sr1.noise_level=0",)))),
+         Variant("none (level 0)", ("--noise-aug-range", "0", "0"), ("sr1.noise_level=0",)))),
 }
 
 

@@ -198,6 +198,8 @@ def test_bad_training_options_are_refused_before_anything_loads(clips, tiny_weig
         (("--reconstruction-loss", "ssim"), "--reconstruction-loss ssim is unknown"),
         (("--colour-augment", "hues"), "--colour-augment is for the vae, not sr1"),
         (("--colour-augment", "sepia"), "--colour-augment sepia is unknown"),
+        (("--noise-aug-range", "300", "200"), "0 <= LOW <= HIGH <= 999"),
+        (("--timestep-range", "0", "0"), "0 <= LOW < HIGH <= 1000"),
     ):
         result = train("sr1", clips, tiny_weights_dir, tmp_path / "out", *extra)
         assert result.exit_code == 2, (extra, result.output)
@@ -260,3 +262,13 @@ def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backg
             assert sorted(image[:, ~gray].sum(1).tolist()) == pytest.approx(sorted(original[:, ~gray].sum(1).tolist()))
         changed += not torch.allclose(image[:, ~gray], original[:, ~gray], atol=0.05)
     assert changed >= 3
+
+
+def test_sr1_without_noise_augmentation_conditions_on_level_zero(clips, tiny_weights_dir):
+    preset = load_preset("default", SIZES)
+    options = StageOptions(noise_levels=(0, 0))
+    dataset = load_dataset(clips, needs("sr1", preset, options))
+    run = setup("sr1", dataset, preset, tiny_weights_dir / "show-1-sr1", config_file=None, text_dir=tiny_weights_dir / "show-1-base",
+                options=options)
+    levels = [int(run.objective.example(torch.Generator().manual_seed(seed))["noise_level"]) for seed in range(20)]
+    assert levels == [0] * 20

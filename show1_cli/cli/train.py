@@ -39,12 +39,14 @@ def _size(text: str | None, flag: str) -> tuple[int, int] | None:
     return int(height), int(width)
 
 
-def _range(values: tuple[int, int] | None, flag: str, default: tuple[int, int]) -> tuple[int, int]:
+def _range(values: tuple[int, int] | None, flag: str, default: tuple[int, int], *, inclusive: bool = False) -> tuple[int, int]:
+    """A range of timesteps: LOW <= t < HIGH, or with `inclusive` LOW <= t <= HIGH (so that 0 0 is the level 0 alone)."""
     if values is None:
         return default
     low, high = values
-    if not 0 <= low < high <= 1000:
-        raise InputError(f"{flag} {low} {high} is not a range of timesteps 0 <= LOW < HIGH <= 1000", f"write for example {flag} 0 900")
+    if not (0 <= low <= high <= 999 if inclusive else 0 <= low < high <= 1000):
+        bounds = "0 <= LOW <= HIGH <= 999" if inclusive else "0 <= LOW < HIGH <= 1000"
+        raise InputError(f"{flag} {low} {high} is not a range of timesteps {bounds}", f"write for example {flag} {default[0]} {default[1]}")
     return low, high
 
 
@@ -82,7 +84,8 @@ def train(
     vlb_weight: Annotated[float, typer.Option("--vlb-weight", help="Pixel stages: weight of the variational-bound term.")] = 1e-3,
     uncond_prob: Annotated[float, typer.Option("--uncond-prob", help="Share of examples trained without text (for guidance).")] = 0.1,
     noise_aug_range: Annotated[tuple[int, int] | None, typer.Option("--noise-aug-range", metavar="LOW HIGH",
-                                                                    help="sr1: noise levels of the low-resolution input [0 500].")] = None,
+                                                                    help="sr1: noise levels of the low-resolution input, both included "
+                                                                         "[0 500]; 0 0: none.")] = None,
     anchor_prob: Annotated[float, typer.Option("--anchor-prob", help="sr1: share of examples whose first input frame is clean.")] = 0.5,
     timestep_range: Annotated[tuple[int, int] | None, typer.Option("--timestep-range", metavar="LOW HIGH",
                                                                    help="sr2: timesteps the expert trains on [0 900).")] = None,
@@ -151,7 +154,7 @@ def train(
             raise InputError(f"{name} {value} is not a probability", f"use {name} between 0 and 1")
     options = StageOptions(
         vlb_weight=vlb_weight, uncond_probability=uncond_prob, crop=_size(crop, "--crop"), frames=frames,
-        noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500)), anchor_probability=anchor_prob,
+        noise_levels=_range(noise_aug_range, "--noise-aug-range", (0, 500), inclusive=True), anchor_probability=anchor_prob,
         timestep_range=_range(timestep_range, "--timestep-range", (0, 900)), kl_weight=kl_weight,
         reconstruction_loss=reconstruction_loss, colour_augment=colour_augment, snr_gamma=snr_gamma,
         late_timesteps=late_timesteps, prediction_type=prediction_type,
