@@ -142,7 +142,7 @@ def weights_folder(trained: Path, component: str, work: Path) -> Path:
     return folder
 
 
-def test_clips() -> list[tuple[str, torch.Tensor]]:
+def evaluation_clips() -> list[tuple[str, torch.Tensor]]:
     """(caption, clip at the sr2 size, FRAMES frames) for CLIPS_PER_GROUP held-in and held-out combinations."""
     preset, rng = load_preset("micro"), random.Random(11)
     clips = []
@@ -253,7 +253,7 @@ def main() -> int:
     torch.set_num_threads(args.jobs)
 
     trained = train_all(experiment, args.work / "data", work, args.steps, args.seeds, args.jobs)
-    clips = test_clips()
+    clips = evaluation_clips()
     rows: dict[str, dict] = {}
     for variant in experiment.variants:
         figures: dict[str, list[float]] = {}
