@@ -223,13 +223,17 @@ def test_the_toy_world_commands(tmp_path):
     assert all(json.loads(read.output)["matches"].values())
 
 
-def test_late_timesteps_draw_that_share_from_the_noisy_end(clips, tiny_weights_dir):
+def examples(stage: str, options: StageOptions, clips: Path, tiny: Path, count: int) -> list[dict]:
+    """The first `count` training examples `show1 train STAGE` would draw with these options (seeds 0, 1, ...)."""
     preset = load_preset("default", SIZES)
-    options = StageOptions(late_timesteps=(0.5, 900))
-    dataset = load_dataset(clips, needs("keyframes", preset, options))
-    run = setup("keyframes", dataset, preset, tiny_weights_dir / "show-1-base", config_file=None, text_dir=tiny_weights_dir / "show-1-base",
-                options=options)
-    timesteps = [int(run.objective.example(torch.Generator().manual_seed(i))["timestep"]) for i in range(200)]
+    dataset = load_dataset(clips, needs(stage, preset, options))
+    run = setup(stage, dataset, preset, tiny / INIT[stage], config_file=None, text_dir=tiny / "show-1-base", options=options)
+    return [run.objective.example(torch.Generator().manual_seed(seed)) for seed in range(count)]
+
+
+def test_late_timesteps_draw_that_share_from_the_noisy_end(clips, tiny_weights_dir):
+    drawn = examples("keyframes", StageOptions(late_timesteps=(0.5, 900)), clips, tiny_weights_dir, 200)
+    timesteps = [int(example["timestep"]) for example in drawn]
     late = sum(t >= 900 for t in timesteps) / len(timesteps)
     assert 0.45 < late < 0.65  # half from [900, 1000), plus the uniform draws' own 10%
 
@@ -246,15 +250,11 @@ def test_hue_rotation_keeps_grays_and_a_third_of_a_turn_permutes_the_channels():
 
 @pytest.mark.parametrize("augment", ["hues", "channels"])
 def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backgrounds(augment, clips, tiny_weights_dir):
-    preset = load_preset("default", SIZES)
-    options = StageOptions(colour_augment=augment)
-    dataset = load_dataset(clips, needs("vae", preset, options))
-    plain = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=StageOptions())
-    augmented = setup("vae", dataset, preset, tiny_weights_dir / "show-1-sr2", config_file=None, text_dir=None, options=options)
+    plain = examples("vae", StageOptions(), clips, tiny_weights_dir, 6)
+    augmented = examples("vae", StageOptions(colour_augment=augment), clips, tiny_weights_dir, 6)
     changed = 0
-    for seed in range(6):
-        original = plain.objective.example(torch.Generator().manual_seed(seed))["image"]
-        image = augmented.objective.example(torch.Generator().manual_seed(seed))["image"]
+    for example, recoloured in zip(plain, augmented, strict=True):
+        original, image = example["image"], recoloured["image"]
         gray = (original.amax(0) - original.amin(0)) < 1e-6  # the toy world's backgrounds are gray levels
         assert gray.float().mean() > 0.3
         assert torch.allclose(image[:, gray], original[:, gray], atol=1e-5)
@@ -265,10 +265,5 @@ def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backg
 
 
 def test_sr1_without_noise_augmentation_conditions_on_level_zero(clips, tiny_weights_dir):
-    preset = load_preset("default", SIZES)
-    options = StageOptions(noise_levels=(0, 0))
-    dataset = load_dataset(clips, needs("sr1", preset, options))
-    run = setup("sr1", dataset, preset, tiny_weights_dir / "show-1-sr1", config_file=None, text_dir=tiny_weights_dir / "show-1-base",
-                options=options)
-    levels = [int(run.objective.example(torch.Generator().manual_seed(seed))["noise_level"]) for seed in range(20)]
-    assert levels == [0] * 20
+    drawn = examples("sr1", StageOptions(noise_levels=(0, 0)), clips, tiny_weights_dir, 20)
+    assert [int(example["noise_level"]) for example in drawn] == [0] * 20
