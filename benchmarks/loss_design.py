@@ -11,7 +11,7 @@ then measures every variant side by side on freshly rendered clips (held-in and 
   variation distance between the colour histograms of the samples and of the true clips;
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
-  prompt accuracy (mean of colour, background, shape and motion) on the output;
+  prompt accuracy (mean of colour, background, shape and motion, in points) on the output;
 - sr1-noise-aug: sr1 trained with noise-conditioning augmentation (levels 0-500, sampled at the micro preset's
   level) against none (level 0, sampled at level 0), applied to true keyframe-size clips as they are and
   with the artefacts a stage-2 output has (blur, noise, sub-pixel shifts): PSNR against the true clip at the
@@ -46,15 +46,13 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from micro_quality import ATTRIBUTES, wanted  # noqa: E402
-from micro_steps_quality import psnr  # noqa: E402
+from micro_steps_quality import accuracy, psnr  # noqa: E402
 from report import write_report  # noqa: E402
 
 from show1_cli.chain import Chain, Job  # noqa: E402
 from show1_cli.presets import load_preset  # noqa: E402
 from show1_cli.resources import data_path  # noqa: E402
 from show1_cli.runtime import resolve_runtime  # noqa: E402
-from show1_cli.toyworld.analyse import analyse  # noqa: E402
 from show1_cli.toyworld.dataset import write_dataset  # noqa: E402
 from show1_cli.toyworld.world import all_combinations, random_scene, render  # noqa: E402
 from show1_cli.training.lock import write_micro_lock  # noqa: E402
@@ -166,11 +164,6 @@ def stage2_artefacts(video: torch.Tensor, generator: torch.Generator) -> torch.T
     return (shifted + 0.04 * torch.randn(video.shape, generator=generator)).clamp(-1, 1)
 
 
-def accuracy(video: torch.Tensor, caption: str) -> float:
-    reading = analyse(video).as_dict()
-    return sum(reading[attribute] == value for attribute, value in zip(ATTRIBUTES, wanted(caption), strict=True)) / len(ATTRIBUTES)
-
-
 def colour_distance(videos: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
     """Total variation distance (0 to 1) between the colour histograms (8 levels per channel) of two sets of videos."""
 
@@ -205,7 +198,7 @@ def measure_sr2(weights: Path, variant: Variant, clips: list[tuple[str, torch.Te
     for strength in (0.8, 0.6):
         outputs = apply(weights, "sr2", inputs, [f"sr2.strength={strength}", *variant.sample], work)
         figures[f"psnr_db_strength_{strength}"] = mean([psnr(output, clip) for output, (_, clip) in zip(outputs, clips, strict=True)])
-        figures[f"accuracy_strength_{strength}"] = mean(list(map(accuracy, outputs, [caption for caption, _ in clips])))
+        figures[f"accuracy_strength_{strength}"] = accuracy(outputs, [caption for caption, _ in clips])
     return figures
 
 
@@ -230,7 +223,7 @@ def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, to
         captions = [caption for caption, _ in clips]
         settings = [f"keyframes.steps={steps}", *variant.sample]
         outputs = apply(weights, "keyframes", [(caption, None) for caption in captions], settings, work)
-        figures[f"accuracy_{steps}_steps"] = mean(list(map(accuracy, outputs, captions)))
+        figures[f"accuracy_{steps}_steps"] = accuracy(outputs, captions)
         figures[f"colour_distance_{steps}_steps"] = colour_distance(outputs, truths)
     return figures
 

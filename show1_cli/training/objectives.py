@@ -9,7 +9,7 @@ Every objective builds its examples exactly as its stage's inference path consum
   the image-noising scheduler to a level drawn per sample (also the class label); with some probability
   its first frame is the clean high-resolution frame, as the window anchoring gives at inference;
 - sr2: frames at the sr2 size, encoded by the frozen VAE, timesteps drawn from the expert's range only;
-- vae: single frames (or crops) at the sr2 size, optionally with their hues rotated.
+- vae: single frames (or crops) at the sr2 size, optionally recoloured (hues turned or channels permuted).
 
 An example's randomness (which clip, where, timestep, noise) comes from the generator the loop hands
 it, one per example, so a batch is the same whichever process computes it.
