@@ -6,9 +6,11 @@ then measures every variant side by side on freshly rendered clips (held-in and 
 
 - hybrid: the keyframe model (predicting the noise, as Show-1's) trained with the improved-DDPM hybrid loss
   (epsilon MSE plus 0.001 times the variational bound, which trains the learned-range variance channels)
-  against the epsilon MSE alone (the variance channels stay as initialised), both sampled with the
-  checkpoint's learned-range DDPM sampler at 25 and 75 steps: the analyser's prompt accuracy and the total
-  variation distance between the colour histograms of the samples and of the true clips;
+  against the epsilon MSE alone (the variance channels stay as initialised), each sampled at 25 and 75 steps
+  by two samplers: the checkpoint's DPM-Solver++ (Show-1's, which reads no variance), and ancestral DDPM
+  with the variance each loss gives it (the learned range after the hybrid loss, the fixed posterior
+  variance after the MSE alone: improved DDPM's comparison). Figures: the analyser's prompt accuracy and
+  the total variation distance between the colour histograms of the samples and of the true clips;
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
   prompt accuracy (mean of colour, background, shape and motion, in points) on the output;
@@ -21,7 +23,7 @@ Trainings are resumable (rerun the same command) and run in --jobs parallel lane
 everything lives under --work. The inits are the shipped micro cascade's frozen parts (VAE, text encoders)
 with fresh UNets from the micro configs.
 
-    python benchmarks/loss_design.py hybrid --steps 600 --seeds 2
+    python benchmarks/loss_design.py hybrid --steps 500 --seeds 2
     python benchmarks/loss_design.py sr2-range --steps 600 --seeds 2
     python benchmarks/loss_design.py sr1-noise-aug --steps 600 --seeds 2
 
@@ -32,9 +34,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import diffusers  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from micro_steps_quality import accuracy, psnr  # noqa: E402
@@ -69,6 +75,7 @@ class Variant:
     name: str
     train: tuple[str, ...]  # extra `show1 train` options
     sample: tuple[str, ...] = ()  # preset overrides when it is applied
+    ddpm_variance: str = "fixed_small"  # the variance its ancestral DDPM sampler uses (hybrid)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ EXPERIMENTS = {
     "hybrid": Experiment(
         "keyframes", "show-1-base", MICRO / "show-1-base", "unet-keyframes.json",
         ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant", "--prediction-type", "epsilon"),
-        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001")),
+        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range"),
          Variant("epsilon MSE alone", ("--vlb-weight", "0")))),
     "sr2-range": Experiment(
         "sr2", "show-1-sr2", MICRO / "show-1-sr2", "unet-sr2.json",
@@ -136,6 +143,25 @@ def weights_folder(trained: Path, component: str, work: Path) -> Path:
         for source in MICRO.iterdir():
             if source.is_dir() and not (folder / source.name).exists():
                 (folder / source.name).symlink_to(trained.resolve() if source.name == component else source)
+        write_micro_lock(folder)
+    return folder
+
+
+def with_ddpm_sampler(weights: Path, component: str, variance_type: str) -> Path:
+    """A copy of the cascade folder `weights` whose `component` samples with ancestral DDPM on its own betas,
+    prediction type and thresholding, with `variance_type`."""
+    folder = weights.with_name(weights.name + "-ddpm")
+    if not (folder / "weights.lock").is_file():
+        folder.mkdir(exist_ok=True)
+        for source in weights.iterdir():
+            if source.is_dir() and source.name != component and not (folder / source.name).exists():
+                (folder / source.name).symlink_to(source.resolve())
+        shutil.copytree((weights / component).resolve(), folder / component, dirs_exist_ok=True)
+        config_file = folder / component / "scheduler" / "scheduler_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        accepted = inspect.signature(diffusers.DDPMScheduler.__init__).parameters
+        ddpm = {key: value for key, value in config.items() if key in accepted} | {"variance_type": variance_type}
+        config_file.write_text(json.dumps({"_class_name": "DDPMScheduler", **ddpm}, indent=2), encoding="utf-8")
         write_micro_lock(folder)
     return folder
 
@@ -218,13 +244,15 @@ def measure_sr1(weights: Path, variant: Variant, clips: list[tuple[str, torch.Te
 def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, torch.Tensor]], work: Path) -> dict[str, float]:
     preset = load_preset("micro")
     truths = [F.interpolate(clip, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for _, clip in clips]
+    captions = [caption for caption, _ in clips]
+    samplers = {"dpm_solver": weights, "ddpm": with_ddpm_sampler(weights, "show-1-base", variant.ddpm_variance)}
     figures = {}
-    for steps in (25, 75):
-        captions = [caption for caption, _ in clips]
-        settings = [f"keyframes.steps={steps}", *variant.sample]
-        outputs = apply(weights, "keyframes", [(caption, None) for caption in captions], settings, work)
-        figures[f"accuracy_{steps}_steps"] = accuracy(outputs, captions)
-        figures[f"colour_distance_{steps}_steps"] = colour_distance(outputs, truths)
+    for sampler, folder in samplers.items():
+        for steps in (25, 75):
+            settings = [f"keyframes.steps={steps}", *variant.sample]
+            outputs = apply(folder, "keyframes", [(caption, None) for caption in captions], settings, work)
+            figures[f"accuracy_{sampler}_{steps}_steps"] = accuracy(outputs, captions)
+            figures[f"colour_distance_{sampler}_{steps}_steps"] = colour_distance(outputs, truths)
     return figures
 
 
