@@ -14,10 +14,10 @@ then measures every variant side by side on freshly rendered clips (held-in and 
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
   prompt accuracy (mean of colour, background, shape and motion, in points) on the output;
-- sr1-noise-aug: sr1 trained with noise-conditioning augmentation (levels 0-500, sampled at the micro preset's
-  level) against none (level 0, sampled at level 0), applied to true keyframe-size clips as they are and
-  with the artefacts a stage-2 output has (blur, noise, sub-pixel shifts): PSNR against the true clip at the
-  sr1 size.
+- sr1-noise-aug: sr1 trained with noise-conditioning augmentation (levels 0-500, applied at the micro preset's
+  level, and at level 0) against none (level 0, applied at level 0), on true keyframe-size clips as they are
+  and with the artefacts a stage-2 output has (blur, noise, sub-pixel shifts; once and twice as strong): PSNR
+  against the true clip at the sr1 size.
 
 Trainings are resumable (rerun the same command) and run in --jobs parallel lanes of one CPU thread each;
 everything lives under --work. The inits are the shipped micro cascade's frozen parts (VAE, text encoders)
@@ -104,7 +104,8 @@ EXPERIMENTS = {
         ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "32x48",
          "--prediction-type", "v_prediction", "--text-encoder", str(MICRO / "show-1-base")),
         (Variant("noise augmentation 0-500", ("--noise-aug-range", "0", "500")),
-         Variant("none (level 0)", ("--noise-aug-range", "0", "0"), ("sr1.noise_level=0",)))),
+         Variant("none (level 0)", ("--noise-aug-range", "0", "0"), ("sr1.noise_level=0",)),
+         Variant("noise augmentation 0-500, applied at level 0", ("--noise-aug-range", "0", "500"), ("sr1.noise_level=0",)))),
 }
 
 
@@ -112,27 +113,32 @@ def train_all(experiment: Experiment, data: Path, work: Path, steps: int, seeds:
     if not (data / "captions.jsonl").is_file():
         preset = load_preset("micro")
         write_dataset(data, height=preset.sr2.height, width=preset.sr2.width, per_combination=2, seed=7)
-    runs = {(variant.name, seed): (variant, work / f"{experiment.stage}-{index}-seed{seed}")
-            for index, variant in enumerate(experiment.variants) for seed in range(1, seeds + 1)}
+    # Variants that differ only in how they are applied share their trainings.
+    trainings: dict[tuple[str, ...], int] = {}
+    for variant in experiment.variants:
+        trainings.setdefault(variant.train, len(trainings))
+    outputs = {(variant.name, seed): work / f"{experiment.stage}-{trainings[variant.train]}-seed{seed}"
+               for variant in experiment.variants for seed in range(1, seeds + 1)}
+    runs = {outputs[(variant.name, seed)]: (variant, seed) for variant in experiment.variants for seed in range(1, seeds + 1)}
 
-    def train(key: tuple[str, int]) -> None:
-        variant, out = runs[key]
+    def train(out: Path) -> None:
+        variant, seed = runs[out]
         if (out / "model_index.json").is_file():
             return
         command = [sys.executable, "-m", "show1_cli", "train", experiment.stage, "--data", str(data), "--init", str(experiment.init),
                    "--config", str(CONFIGS / experiment.config), "--out", str(out), "--preset", "micro", "--ema", "--json",
-                   "--checkpoint-every", "50", "--steps", str(steps), "--seed", str(key[1]), *experiment.train, *variant.train]
+                   "--checkpoint-every", "50", "--steps", str(steps), "--seed", str(seed), *experiment.train, *variant.train]
         checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
         if checkpoint.is_file():
             command += ["--resume", str(checkpoint)]
-        print(f"training {experiment.stage} '{key[0]}' seed {key[1]} -> {out}", flush=True)
+        print(f"training {experiment.stage} '{variant.name}' seed {seed} -> {out}", flush=True)
         with out.with_name(out.name + ".log").open("a", encoding="utf-8") as log:
             subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT,
                            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(train, runs))
-    return {key: out for key, (_, out) in runs.items()}
+    return outputs
 
 
 def weights_folder(trained: Path, component: str, work: Path) -> Path:
@@ -178,16 +184,19 @@ def evaluation_clips() -> list[tuple[str, torch.Tensor]]:
     return clips
 
 
-def stage2_artefacts(video: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """What a stage-2 output carries over the true frames: a slight blur, noise and sub-pixel shifts per frame."""
+def stage2_artefacts(video: torch.Tensor, generator: torch.Generator, strength: int = 1) -> torch.Tensor:
+    """What a stage-2 output carries over the true frames: blur (`strength` passes of a 3x3 binomial filter),
+    noise (standard deviation 0.04 x `strength`) and shifts per frame (up to `strength`/2 pixels)."""
     blur = torch.tensor([0.25, 0.5, 0.25])
     kernel = (blur[:, None] * blur[None, :]).expand(3, 1, 3, 3)
-    blurred = F.conv2d(F.pad(video, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-    shifts = (torch.rand(video.shape[0], 2, generator=generator) - 0.5) * 2 / torch.tensor(video.shape[-1:-3:-1])
+    blurred = video
+    for _ in range(strength):
+        blurred = F.conv2d(F.pad(blurred, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    shifts = (torch.rand(video.shape[0], 2, generator=generator) - 0.5) * 2 * strength / torch.tensor(video.shape[-1:-3:-1])
     theta = torch.cat([torch.eye(2).expand(video.shape[0], 2, 2), shifts[:, :, None]], dim=2)
     grid = F.affine_grid(theta, list(video.shape), align_corners=False)
     shifted = F.grid_sample(blurred, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return (shifted + 0.04 * torch.randn(video.shape, generator=generator)).clamp(-1, 1)
+    return (shifted + 0.04 * strength * torch.randn(video.shape, generator=generator)).clamp(-1, 1)
 
 
 def colour_distance(videos: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
@@ -234,7 +243,9 @@ def measure_sr1(weights: Path, variant: Variant, clips: list[tuple[str, torch.Te
     low = [F.interpolate(truth, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for truth in truths]
     generator = torch.Generator().manual_seed(3)
     figures = {}
-    for name, videos in (("clean_input", low), ("stage2_artefacts", [stage2_artefacts(video, generator) for video in low])):
+    conditions = {"clean_input": low, "stage2_artefacts": [stage2_artefacts(video, generator) for video in low],
+                  "stage2_artefacts_x2": [stage2_artefacts(video, generator, strength=2) for video in low]}
+    for name, videos in conditions.items():
         inputs = [(caption, video) for (caption, _), video in zip(clips, videos, strict=True)]
         outputs = apply(weights, "sr1", inputs, list(variant.sample), work)
         figures[f"psnr_db_{name}"] = mean([psnr(output, truth) for output, truth in zip(outputs, truths, strict=True)])
