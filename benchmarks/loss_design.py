@@ -37,12 +37,13 @@ import dataclasses
 import inspect
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,10 @@ def apply(weights: Path, stage: str, inputs: list[tuple[str, torch.Tensor | None
     return [read_video(job.output).frames for job in jobs]
 
 
+def single_threaded() -> None:
+    torch.set_num_threads(1)
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -275,24 +280,32 @@ def main() -> int:
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one CPU thread each")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings (then measurements) at once, one CPU thread each")
     parser.add_argument("--work", type=Path, default=REPO / ".loss-design")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     experiment = EXPERIMENTS[args.experiment]
     work = args.work / args.experiment
     work.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(args.jobs)
 
     trained = train_all(experiment, args.work / "data", work, args.steps, args.seeds, args.jobs)
     clips = evaluation_clips()
+    seeds = range(1, args.seeds + 1)
+    tasks = [(variant, weights_folder(trained[(variant.name, seed)], experiment.component, work), work / f"measure-{index}-seed{seed}")
+             for index, variant in enumerate(experiment.variants) for seed in seeds]
+    for *_, scratch in tasks:
+        scratch.mkdir(exist_ok=True)
+    # Measured in --jobs processes of one thread each, like the trainings.
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=single_threaded) as pool:
+        futures = [pool.submit(MEASURES[experiment.stage], weights, variant, clips, scratch) for variant, weights, scratch in tasks]
+        measured = [future.result() for future in futures]
     rows: dict[str, dict] = {}
     for variant in experiment.variants:
         figures: dict[str, list[float]] = {}
-        for seed in range(1, args.seeds + 1):
-            weights = weights_folder(trained[(variant.name, seed)], experiment.component, work)
-            for key, value in MEASURES[experiment.stage](weights, variant, clips, work).items():
-                figures.setdefault(key, []).append(value)
+        for (task_variant, *_), values in zip(tasks, measured, strict=True):
+            if task_variant == variant:
+                for key, value in values.items():
+                    figures.setdefault(key, []).append(value)
         rows[variant.name] = {key: {"mean": mean(values), "per_seed": values} for key, values in figures.items()}
         print(f"{variant.name:<28} " + "  ".join(f"{key} {value['mean']:.3f}" for key, value in rows[variant.name].items()), flush=True)
 
