@@ -23,7 +23,7 @@ Trainings are resumable (rerun the same command) and run in --jobs parallel lane
 everything lives under --work. The inits are the shipped micro cascade's frozen parts (VAE, text encoders)
 with fresh UNets from the micro configs.
 
-    python benchmarks/loss_design.py hybrid --steps 500 --seeds 2
+    python benchmarks/loss_design.py hybrid --steps 400 --seeds 2
     python benchmarks/loss_design.py sr2-range --steps 600 --seeds 2
     python benchmarks/loss_design.py sr1-noise-aug --steps 600 --seeds 2
 
