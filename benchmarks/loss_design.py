@@ -154,23 +154,18 @@ def weights_folder(trained: Path, component: str, work: Path) -> Path:
     return folder
 
 
-def with_ddpm_sampler(weights: Path, component: str, variance_type: str) -> Path:
-    """A copy of the cascade folder `weights` whose `component` samples with ancestral DDPM on its own betas,
-    prediction type and thresholding, with `variance_type`."""
-    folder = weights.with_name(weights.name + "-ddpm")
-    if not (folder / "weights.lock").is_file():
-        folder.mkdir(exist_ok=True)
-        for source in weights.iterdir():
-            if source.is_dir() and source.name != component and not (folder / source.name).exists():
-                (folder / source.name).symlink_to(source.resolve())
-        shutil.copytree((weights / component).resolve(), folder / component, dirs_exist_ok=True)
-        config_file = folder / component / "scheduler" / "scheduler_config.json"
+def with_ddpm_sampler(trained: Path, variance_type: str) -> Path:
+    """A copy of the trained component folder that samples with ancestral DDPM on its own betas, prediction
+    type and thresholding, with `variance_type`."""
+    copy = trained.with_name(f"{trained.name}-ddpm-{variance_type}")
+    config_file = copy / "scheduler" / "scheduler_config.json"
+    if not config_file.is_file() or json.loads(config_file.read_text(encoding="utf-8"))["_class_name"] != "DDPMScheduler":
+        shutil.copytree(trained, copy, dirs_exist_ok=True)
         config = json.loads(config_file.read_text(encoding="utf-8"))
         accepted = inspect.signature(diffusers.DDPMScheduler.__init__).parameters
         ddpm = {key: value for key, value in config.items() if key in accepted} | {"variance_type": variance_type}
         config_file.write_text(json.dumps({"_class_name": "DDPMScheduler", **ddpm}, indent=2), encoding="utf-8")
-        write_micro_lock(folder)
-    return folder
+    return copy
 
 
 def evaluation_clips() -> list[tuple[str, torch.Tensor]]:
@@ -261,7 +256,8 @@ def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, to
     preset = load_preset("micro")
     truths = [F.interpolate(clip, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for _, clip in clips]
     captions = [caption for caption, _ in clips]
-    samplers = {"dpm_solver": weights, "ddpm": with_ddpm_sampler(weights, "show-1-base", variant.ddpm_variance)}
+    ddpm = with_ddpm_sampler((weights / "show-1-base").resolve(), variant.ddpm_variance)
+    samplers = {"dpm_solver": weights, "ddpm": weights_folder(ddpm, "show-1-base", work)}
     figures = {}
     for sampler, folder in samplers.items():
         for steps in (25, 75):
@@ -299,14 +295,13 @@ def main() -> int:
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=single_threaded) as pool:
         futures = [pool.submit(MEASURES[experiment.stage], weights, variant, clips, scratch) for variant, weights, scratch in tasks]
         measured = [future.result() for future in futures]
+    per_seed: dict[str, dict[str, list[float]]] = {variant.name: {} for variant in experiment.variants}
+    for (variant, *_), values in zip(tasks, measured, strict=True):
+        for key, value in values.items():
+            per_seed[variant.name].setdefault(key, []).append(value)
     rows: dict[str, dict] = {}
     for variant in experiment.variants:
-        figures: dict[str, list[float]] = {}
-        for (task_variant, *_), values in zip(tasks, measured, strict=True):
-            if task_variant == variant:
-                for key, value in values.items():
-                    figures.setdefault(key, []).append(value)
-        rows[variant.name] = {key: {"mean": mean(values), "per_seed": values} for key, values in figures.items()}
+        rows[variant.name] = {key: {"mean": mean(values), "per_seed": values} for key, values in per_seed[variant.name].items()}
         print(f"{variant.name:<28} " + "  ".join(f"{key} {value['mean']:.3f}" for key, value in rows[variant.name].items()), flush=True)
 
     results = {"experiment": args.experiment, "steps": args.steps, "seeds": args.seeds, "clips": len(clips),
