@@ -11,6 +11,8 @@ then measures every variant side by side on freshly rendered clips (held-in and 
   with the variance each loss gives it (the learned range after the hybrid loss, the fixed posterior
   variance after the MSE alone: improved DDPM's comparison). Figures: the analyser's prompt accuracy and
   the total variation distance between the colour histograms of the samples and of the true clips;
+- hybrid-velocity: the same comparison on a keyframe model that predicts the velocity, with half its draws from
+  t >= 900 (the shipped keyframe recipe's first phase); the bound term reads the noise the velocity implies;
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
   true clips area-downsampled to the sr1 size: PSNR against the true clip at the sr2 size, and the analyser's
   prompt accuracy (mean of colour, background, shape and motion, in points) on the output;
@@ -24,6 +26,7 @@ everything lives under --work. The inits are the shipped micro cascade's frozen 
 with fresh UNets from the micro configs.
 
     python benchmarks/loss_design.py hybrid --steps 400 --seeds 2
+    python benchmarks/loss_design.py hybrid-velocity --steps 500 --seeds 2
     python benchmarks/loss_design.py sr2-range --steps 600 --seeds 2
     python benchmarks/loss_design.py sr1-noise-aug --steps 600 --seeds 2
 
@@ -95,6 +98,14 @@ EXPERIMENTS = {
         ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant", "--prediction-type", "epsilon"),
         (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range"),
          Variant("epsilon MSE alone", ("--vlb-weight", "0")))),
+    # The same comparison under the shipped keyframe model's first phase (velocity, half the draws from t >= 900),
+    # which draws the world after a few hundred steps where the noise-predicting model is still at chance.
+    "hybrid-velocity": Experiment(
+        "keyframes", "show-1-base", MICRO / "show-1-base", "unet-keyframes.json",
+        ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant",
+         "--prediction-type", "v_prediction", "--late-timesteps", "0.5", "900"),
+        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range"),
+         Variant("velocity MSE alone", ("--vlb-weight", "0")))),
     "sr2-range": Experiment(
         "sr2", "show-1-sr2", MICRO / "show-1-sr2", "unet-sr2.json",
         ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "128x128"),
