@@ -9,8 +9,9 @@ then measures every variant side by side on freshly rendered clips (held-in and 
   against the epsilon MSE alone (the variance channels stay as initialised), each sampled at 25 and 75 steps
   by two samplers: the checkpoint's DPM-Solver++ (Show-1's, which reads no variance), and ancestral DDPM
   with the variance each loss gives it (the learned range after the hybrid loss, the fixed posterior
-  variance after the MSE alone: improved DDPM's comparison). Figures: the analyser's prompt accuracy and
-  the total variation distance between the colour histograms of the samples and of the true clips;
+  variance after the MSE alone: improved DDPM's comparison). Figures: the analyser's prompt accuracy, the
+  total variation distance between the colour histograms of the samples and of the true clips, and the
+  variational bound on the true clips' likelihood (bits per dimension) with the learned and the fixed variances;
 - hybrid-velocity: the same comparison on a keyframe model that predicts the velocity, with half its draws from
   t >= 900 (the shipped keyframe recipe's first phase); the bound term reads the noise the velocity implies;
 - sr2-range: the latent expert trained on t in [0, 900) against [0, 1000), applied at strength 0.8 and 0.6 to
@@ -72,6 +73,7 @@ MICRO = data_path("micro")
 CONFIGS = REPO / "show1_cli" / "training" / "configs"
 CLIPS_PER_GROUP = 6
 FRAMES = 8  # every 4th frame of a 29-frame clip: the motion is kept, the cost is a quarter
+BOUND_STRATA = 50  # timesteps per clip at which the keyframe models' variational bound is estimated
 
 
 @dataclass(frozen=True)
@@ -263,13 +265,45 @@ def measure_sr1(weights: Path, variant: Variant, clips: list[tuple[str, torch.Te
     return figures
 
 
+def variational_bound_bits(trained: Path, captions: list[str], truths: list[torch.Tensor]) -> dict[str, float]:
+    """The variational bound on the true clips' negative log-likelihood under the trained keyframe model, in bits
+    per dimension, with the variance its channels give (learned range) and with each fixed choice (the posterior
+    variance, and beta). Estimated at one timestep drawn from each of BOUND_STRATA equal strata of [0, T), with
+    the same timesteps and noise for every model; the prior term is left out (no model changes it)."""
+    from show1_cli.models import UNet3DConditionModel
+    from show1_cli.runtime import ModelStore
+    from show1_cli.text import encode_texts
+    from show1_cli.training.losses import DiffusionTerms, variational_bound
+
+    unet = UNet3DConditionModel.from_pretrained(trained, subfolder="unet").eval()
+    scheduler = diffusers.DDPMScheduler.from_pretrained(trained, subfolder="scheduler")
+    terms = DiffusionTerms.from_scheduler(scheduler)
+    states = encode_texts(captions, ModelStore(resolve_runtime("cpu", "fp32")), trained)
+    text = torch.cat([states[caption] for caption in captions]).float()
+    x0 = torch.stack([truth.transpose(0, 1) for truth in truths])  # (clips, 3, frames, height, width)
+    generator = torch.Generator().manual_seed(0)
+    width = terms.num_timesteps // BOUND_STRATA
+    totals = {"learned_range": 0.0, "fixed_small": 0.0, "fixed_large": 0.0}
+    with torch.no_grad():
+        for stratum in range(BOUND_STRATA):
+            t = torch.full((len(truths),), stratum * width + int(torch.randint(width, (1,), generator=generator)))
+            noise = torch.randn(x0.shape, generator=generator)
+            xt = scheduler.add_noise(x0, noise, t)
+            output = unet(xt, t, encoder_hidden_states=text).sample
+            epsilon = terms.epsilon(output[:, :3], xt, t, scheduler.config.prediction_type)
+            for name, values in (("learned_range", output[:, 3:]), ("fixed_small", torch.full_like(xt, -1.0)),
+                                 ("fixed_large", torch.ones_like(xt))):
+                totals[name] += width * float(variational_bound(terms, x0, xt, t, epsilon, values).mean())
+    return {f"bound_bits_per_dim_{name}": total for name, total in totals.items()}
+
+
 def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, torch.Tensor]], work: Path) -> dict[str, float]:
     preset = load_preset("micro")
     truths = [F.interpolate(clip, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for _, clip in clips]
     captions = [caption for caption, _ in clips]
+    figures = variational_bound_bits((weights / "show-1-base").resolve(), captions, truths)
     ddpm = with_ddpm_sampler((weights / "show-1-base").resolve(), variant.ddpm_variance)
     samplers = {"dpm_solver": weights, "ddpm": weights_folder(ddpm, "show-1-base", work)}
-    figures = {}
     for sampler, folder in samplers.items():
         for steps in (25, 75):
             settings = [f"keyframes.steps={steps}", *variant.sample]
