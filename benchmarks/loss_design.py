@@ -94,20 +94,20 @@ class Experiment:
     variants: tuple[Variant, ...]
 
 
+KEYFRAME_TRAINING = ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant")
+HYBRID = Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range")
+
 EXPERIMENTS = {
     "hybrid": Experiment(
         "keyframes", "show-1-base", MICRO / "show-1-base", "unet-keyframes.json",
-        ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant", "--prediction-type", "epsilon"),
-        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range"),
-         Variant("epsilon MSE alone", ("--vlb-weight", "0")))),
+        (*KEYFRAME_TRAINING, "--prediction-type", "epsilon"),
+        (HYBRID, Variant("epsilon MSE alone", ("--vlb-weight", "0")))),
     # The same comparison under the shipped keyframe model's first phase (velocity, half the draws from t >= 900),
     # which draws the world after a few hundred steps where the noise-predicting model is still at chance.
     "hybrid-velocity": Experiment(
         "keyframes", "show-1-base", MICRO / "show-1-base", "unet-keyframes.json",
-        ("--batch-size", "8", "--lr", "6e-4", "--warmup", "100", "--lr-scheduler", "constant",
-         "--prediction-type", "v_prediction", "--late-timesteps", "0.5", "900"),
-        (Variant("hybrid (bound weight 0.001)", ("--vlb-weight", "0.001"), ddpm_variance="learned_range"),
-         Variant("velocity MSE alone", ("--vlb-weight", "0")))),
+        (*KEYFRAME_TRAINING, "--prediction-type", "v_prediction", "--late-timesteps", "0.5", "900"),
+        (HYBRID, Variant("velocity MSE alone", ("--vlb-weight", "0")))),
     "sr2-range": Experiment(
         "sr2", "show-1-sr2", MICRO / "show-1-sr2", "unet-sr2.json",
         ("--batch-size", "4", "--lr", "6e-4", "--warmup", "50", "--lr-scheduler", "cosine", "--crop", "128x128"),
@@ -270,12 +270,12 @@ def variational_bound_bits(trained: Path, captions: list[str], truths: list[torc
     per dimension, with the variance its channels give (learned range) and with each fixed choice (the posterior
     variance, and beta). Estimated at one timestep drawn from each of BOUND_STRATA equal strata of [0, T), with
     the same timesteps and noise for every model; the prior term is left out (no model changes it)."""
-    from show1_cli.models import UNet3DConditionModel
+    from show1_cli.models.loading import load_unet
     from show1_cli.runtime import ModelStore
     from show1_cli.text import encode_texts
     from show1_cli.training.losses import DiffusionTerms, variational_bound
 
-    unet = UNet3DConditionModel.from_pretrained(trained, subfolder="unet").eval()
+    unet = load_unet(trained)
     scheduler = diffusers.DDPMScheduler.from_pretrained(trained, subfolder="scheduler")
     terms = DiffusionTerms.from_scheduler(scheduler)
     states = encode_texts(captions, ModelStore(resolve_runtime("cpu", "fp32")), trained)
@@ -301,8 +301,9 @@ def measure_keyframes(weights: Path, variant: Variant, clips: list[tuple[str, to
     preset = load_preset("micro")
     truths = [F.interpolate(clip, size=(preset.keyframes.height, preset.keyframes.width), mode="area") for _, clip in clips]
     captions = [caption for caption, _ in clips]
-    figures = variational_bound_bits((weights / "show-1-base").resolve(), captions, truths)
-    ddpm = with_ddpm_sampler((weights / "show-1-base").resolve(), variant.ddpm_variance)
+    trained = (weights / "show-1-base").resolve()
+    figures = variational_bound_bits(trained, captions, truths)
+    ddpm = with_ddpm_sampler(trained, variant.ddpm_variance)
     samplers = {"dpm_solver": weights, "ddpm": weights_folder(ddpm, "show-1-base", work)}
     for sampler, folder in samplers.items():
         for steps in (25, 75):
