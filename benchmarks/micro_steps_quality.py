@@ -8,8 +8,8 @@ step counts. Quality of a row, against the reference of the same stage:
 - prompt accuracy: the toy world's analyser reads colour, background, shape and motion back from the
   stage's output (the mean of the four, in points);
 - PSNR of the output against the reference output of the same prompt and seed.
-A row keeps the reference's quality when its accuracy is within 1 point of the reference's and its output
-is within 35 dB PSNR of the reference output (the analyser reads what the keyframes decided, so for the
+A row keeps the reference's quality when its accuracy is within 1 point of the reference's and its PSNR
+against the reference output is at least 35 dB (the analyser reads what the keyframes decided, so for the
 upscalers accuracy alone cannot tell 4 steps from 125; the PSNR floor asks for the same picture). The fewest
 steps from which every larger count of the grid keeps it is that stage's `fast` candidate: with a few dozen
 readings one reading moves the accuracy by several points, and a single lucky count must not set the preset.
