@@ -75,7 +75,9 @@ RECIPES: dict[str, Recipe] = {
     # The keyframe model predicts the velocity, whose target at the noisiest timesteps is the clean video itself
     # (an epsilon model of a flat toy world never learns the prompt there), with extra draws from those timesteps:
     # at 32x24 the object's colour, place and path are decided above t ~ 900. The constant-rate phase learns
-    # colour, background and direction; the annealing phases with fewer late draws learn shapes and sizes.
+    # colour, background and direction; the annealing phases with fewer late draws learn shapes and sizes. Its
+    # config is narrower than the real one's proportions ([32, 32, 64, 64] channels, heads of 16 channels): a step
+    # 1.7 times cheaper (docs/losses.md, section 5).
     "keyframes": Recipe("keyframes", "scaffold/show-1-base", "unet-keyframes.json", 2500, 8, 6e-4, seed=1, warmup=100,
                         lr_scheduler="constant", options=(*VELOCITY, "--late-timesteps", "0.5", "900")),
     "keyframes-anneal-1": Recipe("keyframes", "trained/keyframes", None, 500, 8, 3e-4, seed=2,
