@@ -40,9 +40,10 @@ micro-weights: install
 	$(BIN)/python -m show1_cli.training.micro $(MICRO_BUILD) show1_cli/data/micro
 
 # All but those that need inputs or hours (official_parity.py: `make official-parity`; micro_prompt_reading.py: a model in
-# training; loss_design.py EXPERIMENT: trainings) and report.py (their shared writer).
+# training; micro_vae_colours.py: autoencoders to compare; loss_design.py EXPERIMENT: trainings) and report.py (their
+# shared writer).
 benchmarks: install
-	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py|*/loss_design.py|*/report.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
+	for script in benchmarks/*.py; do case $$script in */official_parity.py|*/micro_prompt_reading.py|*/micro_vae_colours.py|*/loss_design.py|*/report.py) ;; *) $(BIN)/python $$script || exit 1;; esac; done
 
 # show1 against the official Show-1 flow (docs/fidelity.md): OFFICIAL is a checkout of the official repository,
 # OFFICIAL_PYTHON an interpreter with benchmarks/official/requirements.txt installed.
