@@ -122,6 +122,17 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(clips, tiny_weights_
     assert other.exit_code == 2 and "lr" in other.output
 
 
+def test_a_model_built_from_a_config_starts_from_weights_its_seed_decides(clips, tiny_weights_dir, tmp_path):
+    config = tiny_weights_dir / "show-1-interpolation" / "unet" / "config.json"
+    for name, seed in (("first", 5), ("again", 5), ("other", 6)):
+        result = train("interpolate", clips, tiny_weights_dir, tmp_path / name, "--config", config, "--steps", 1, "--batch-size", 1,
+                       "--lr", "1e-4", "--seed", seed)
+        assert result.exit_code == 0, result.output
+    first, again, other = (read_state(tmp_path / name) for name in ("first", "again", "other"))
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
 def test_a_decaying_learning_rate_ends_at_zero_and_fixes_the_run_length(clips, tiny_weights_dir, tmp_path):
     result = train("vae", clips, tiny_weights_dir, tmp_path / "cosine", "--steps", 4, "--lr", "1e-3", "--batch-size", 1,
                    "--lr-scheduler", "cosine", "--checkpoint-every", 2)

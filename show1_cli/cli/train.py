@@ -187,7 +187,7 @@ def train(
     if options.crop is not None:
         _check_crop(stage, options.crop, preset)
     fingerprint = dataset.fingerprint()
-    run = setup(stage, dataset, preset, init_dir, config_file=config, text_dir=text_dir, options=options)
+    run = setup(stage, dataset, preset, init_dir, config_file=config, text_dir=text_dir, options=options, seed=seed)
     work = out.with_name(out.name + ".train")
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"

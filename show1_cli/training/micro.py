@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,8 +146,12 @@ def train_command(run: str, build: Path) -> list[str]:
     return command
 
 
+_PRINTING = threading.Lock()  # the lanes print from two threads: one whole line at a time
+
+
 def _run(command: list[str], log: Path, threads: int) -> None:
-    print("+", shlex.join(command), f"> {log}", flush=True)
+    with _PRINTING:
+        print("+", shlex.join(command), f"> {log}", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("a", encoding="utf-8") as handle:
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, env=env)

@@ -117,14 +117,16 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _build_model(model_class, load: Callable[[Path], torch.nn.Module], init_dir: Path, subfolder: str,
-                 config_file: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+                 config_file: Path | None, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model to train and its config: `init_dir/subfolder` loaded with `load`, or with `config_file`,
-    a fresh `model_class` built from that config."""
+    a fresh `model_class` built from that config with initial weights drawn under `seed`."""
     if config_file is None:
         return load(init_dir).float(), _read_config(init_dir / subfolder / "config.json")
     config = _read_config(config_file)
     try:
-        return model_class.from_config(config), config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return model_class.from_config(config), config
     except (TypeError, ValueError, KeyError) as error:
         name = model_class.__name__
         raise InputError(f"cannot build a {name} from {config_file}: {error}", f"pass a {name} config") from None
@@ -166,8 +168,10 @@ def setup(
     config_file: Path | None,
     text_dir: Path | None,
     options: StageOptions,
+    seed: int = 0,
 ) -> StageSetup:
-    """Everything `stage` trains with. `text_dir`: the show-1-base folder whose T5 the pixel stages read."""
+    """Everything `stage` trains with. `text_dir`: the show-1-base folder whose T5 the pixel stages read;
+    `seed`: the initial weights of a model built from `config_file`."""
     from show1_cli.stages import interpolate as interpolate_stage
     from show1_cli.stages import keyframes as keyframes_stage
     from show1_cli.stages import sr1 as sr1_stage
@@ -187,7 +191,7 @@ def setup(
     if stage == "vae":
         from diffusers import AutoencoderKL
 
-        model, config = _build_model(AutoencoderKL, sr2_stage.load_vae, init_dir, "vae", config_file)
+        model, config = _build_model(AutoencoderKL, sr2_stage.load_vae, init_dir, "vae", config_file, seed)
         objective = VAEObjective(dataset, height=s2.height, width=s2.width, crop=o.crop, kl_weight=o.kl_weight,
                                  reconstruction_loss=o.reconstruction_loss, colour_augment=o.colour_augment)
 
@@ -200,7 +204,7 @@ def setup(
 
     from show1_cli.models import UNet3DConditionModel, load_unet
 
-    model, config = _build_model(UNet3DConditionModel, load_unet, init_dir, "unet", config_file)
+    model, config = _build_model(UNet3DConditionModel, load_unet, init_dir, "unet", config_file, seed)
     updates = {} if o.prediction_type is None else {"prediction_type": o.prediction_type}
     sampling = load_scheduler(init_dir, **updates)
     noise_scheduler = _scheduler(init_dir, "scheduler", **updates)
