@@ -28,3 +28,6 @@ def test_every_run_starts_from_the_scaffold_or_a_run_before_it_in_its_lane(tmp_p
             command = train_command(run, tmp_path)
             assert command[command.index("--init") + 1] == str(tmp_path / source)
             assert ("--config" in command) == (RECIPES[run].config is not None)
+            if "--config" in command:  # recorded in the output's provenance: no trace of where the clone lives
+                config = Path(command[command.index("--config") + 1])
+                assert not config.is_absolute() and config.is_file()

@@ -8,7 +8,7 @@ prints every command before it runs it:
    a sentencepiece T5 tokenizer and a small T5 encoder, a CLIP BPE tokenizer and a small CLIP text
    model, both trained/seeded on the toy world's caption vocabulary);
 3. `show1 train` for every run of `RECIPES` in two lanes (one CPU thread each): the keyframe model and its
-   annealing runs in one; the vae, sr2 on it, sr1 and interpolate in the other, each from scratch with its
+   annealing runs in one; sr1, interpolate, the vae and sr2 on it in the other, each from scratch with its
    config from show1_cli/training/configs/ and then fine-tuned by the runs after it;
 4. the lock: sha256 and size of every file the stages need.
 
@@ -106,7 +106,7 @@ RECIPES: dict[str, Recipe] = {
 }
 # Two lanes, one CPU thread each: the keyframe model (the one that follows the prompt) takes one to itself.
 LANES = (("keyframes", "keyframes-anneal-1", "keyframes-anneal-2", "keyframes-anneal-3"),
-         ("vae", "sr2", "sr2-full", "sr1", "interpolate-plain", "interpolate"))
+         ("sr1", "interpolate-plain", "interpolate", "vae", "sr2", "sr2-full"))
 # Which run becomes which component of the cascade.
 SHIPPED = {"keyframes-anneal-3": "show-1-base", "interpolate": "show-1-interpolation", "sr1": "show-1-sr1", "sr2-full": "show-1-sr2"}
 
@@ -139,7 +139,9 @@ def train_command(run: str, build: Path) -> list[str]:
                str(build / recipe.init), "--out", str(out), "--text-encoder", str(build / "scaffold" / "show-1-base"), "--json",
                *COMMON, *recipe.arguments()]
     if recipe.config is not None:
-        command += ["--config", str(CONFIGS / recipe.config)]
+        # Relative to the working folder (the clone, under make), so that the provenance every output records, and
+        # with it the lock, does not depend on where the clone lives.
+        command += ["--config", os.path.relpath(CONFIGS / recipe.config)]
     checkpoint = out.with_name(out.name + ".train") / "checkpoint.pt"
     if checkpoint.is_file():
         command += ["--resume", str(checkpoint)]
