@@ -6,8 +6,13 @@ background (8 frames at the micro sr2 size), encodes and decodes them with sr2's
 per autoencoder the PSNR against the clip and the colour the analyser reads back, for each pair and in all.
 Minutes on a CPU: run it on an autoencoder before training sr2 on it.
 
+With `--chain-per-motion K` it also round-trips what sr2 really gets: the shipped cascade's sr1 output
+(keyframes, interpolation, sr1 through show1's chain, resized as sr2 resizes it) for K prompts per motion of
+micro_quality.py's held-in and held-out samples, whose colours drift from the palette; the analyser reads the
+colour of sr1's output and of each autoencoder's round trip of it.
+
     python benchmarks/micro_vae_colours.py --vae shipped=show1_cli/data/micro/show-1-sr2/vae \\
-        --vae new=BUILD/trained/vae/vae --output benchmarks/results/micro_vae_colours.json
+        --vae new=BUILD/trained/vae/vae --chain-per-motion 3 --output benchmarks/results/micro_vae_colours.json
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -45,9 +51,37 @@ def probe_clips(per_pair: int, seed: int) -> list[tuple[str, str, torch.Tensor]]
     return clips
 
 
+def chain_inputs(per_motion: int) -> list[tuple[str, str, torch.Tensor]]:
+    """(group, the prompt's colour, sr2's input) for micro_quality's prompt samples, one seed each: the shipped
+    cascade's sr1 output at sr2's size."""
+    from micro_quality import sample_prompts
+
+    from show1_cli.chain import Chain, Job
+    from show1_cli.presets import load_preset
+    from show1_cli.runtime import resolve_runtime
+    from show1_cli.stages.sr2 import resize_frames
+    from show1_cli.toyworld.world import Scene
+    from show1_cli.video import read_video
+
+    preset = load_preset("micro", [], ["keyframes", "interpolate", "sr1"])
+    chain = Chain(resolve_runtime("cpu", "fp32", "none"), None, options={"first_frame": "auto"}, show_progress=False)
+    inputs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for group, held_out in (("held_in", False), ("held_out", True)):
+            scenes = [Scene(*combo) for combo in sample_prompts(held_out, per_motion, 0)]
+            jobs = [Job(scene.caption(), 0, Path(folder) / f"{group}-{index}.mp4", preset, lossless=True)
+                    for index, scene in enumerate(scenes)]
+            chain.run(jobs, overwrite=True)
+            inputs += [(group, scene.color, resize_frames(read_video(job.output).frames, HEIGHT, WIDTH))
+                       for scene, job in zip(scenes, jobs, strict=True)]
+    return inputs
+
+
 def round_trip(vae: AutoencoderKL, clip: torch.Tensor, seed: int) -> torch.Tensor:
     with torch.no_grad():
-        return decode_latents(vae, encode_frames(vae, clip, torch.Generator().manual_seed(seed)))
+        generator = torch.Generator().manual_seed(seed)
+        return torch.cat([decode_latents(vae, encode_frames(vae, clip[start : start + FRAMES], generator))
+                          for start in range(0, len(clip), FRAMES)])
 
 
 def main() -> int:
@@ -56,13 +90,19 @@ def main() -> int:
                         help="an AutoencoderKL folder (config.json and weights), under a name for the report")
     parser.add_argument("--per-pair", type=int, default=3, help="clips per colour and background")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chain-per-motion", type=int, default=0,
+                        help="also round-trip the shipped cascade's sr1 output for this many prompts per motion and group")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "micro_vae_colours.json")
     args = parser.parse_args()
     clips = probe_clips(args.per_pair, args.seed)
+    inputs = chain_inputs(args.chain_per_motion) if args.chain_per_motion else []
     # A growing circle is neither a held-out shape nor a held-out motion: only the colour and background decide.
     figures: dict = {"clips": f"{args.per_pair} per colour and background, {FRAMES} frames {WIDTH}x{HEIGHT}, seed {args.seed}",
                      "held_out_pairs": sorted({f"{c} on {b}" for c, b, _ in clips if is_held_out(c, "circle", "growing", b)}),
                      "autoencoders": {}}
+    if inputs:
+        figures["chain_inputs"] = {"prompts_per_motion": args.chain_per_motion, "sr1_colours_right": colour_hits(inputs)}
+        print(f"sr1's own output: colours right {figures['chain_inputs']['sr1_colours_right']}")
     for entry in args.vae:
         name, _, folder = entry.partition("=")
         vae = AutoencoderKL.from_pretrained(folder).eval()
@@ -78,6 +118,11 @@ def main() -> int:
         figures["autoencoders"][name] = {"folder": folder, "colours_right": f"{right}/{len(clips)}", "psnr_db_mean": round(mean, 2),
                                          "pairs": {f"{color} on {background}": pair for (color, background), pair in pairs.items()}}
         print(f"{name}: colours right {right}/{len(clips)}, mean {mean:.2f} dB")
+        if inputs:
+            decoded = [(group, color, round_trip(vae, frames, args.seed)) for group, color, frames in inputs]
+            hits = colour_hits(decoded, [frames for _, _, frames in inputs])
+            figures["autoencoders"][name]["chain_inputs_colours_right"] = hits
+            print(f"  sr1's output round-tripped: colours right {hits}")
         for (color, background), wrong in misses.items():
             if wrong:
                 decibels = pairs[color, background]["psnr_db"]
@@ -85,6 +130,19 @@ def main() -> int:
                       f"({sum(decibels) / len(decibels):.1f} dB)")
     write_report(args.output, figures)
     return 0
+
+
+def colour_hits(videos: list[tuple[str, str, torch.Tensor]], sources: list[torch.Tensor] | None = None) -> dict[str, str]:
+    """Per group: how many videos the analyser reads in the prompt's colour (and their mean PSNR against `sources`)."""
+    rows: dict[str, list] = {}
+    for index, (group, color, video) in enumerate(videos):
+        rows.setdefault(group, []).append((analyse(video).color == color, psnr(video, sources[index]) if sources else None))
+    figures = {}
+    for group, found in rows.items():
+        figures[group] = f"{sum(right for right, _ in found)}/{len(found)}"
+        if sources:
+            figures[group] += f", {sum(db for _, db in found) / len(found):.1f} dB"
+    return figures
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from show1_cli.presets import load_preset
 from show1_cli.toyworld.dataset import write_dataset
 from show1_cli.training.data import load_dataset
 from show1_cli.training.loop import collate, example_seed
-from show1_cli.training.objectives import rotate_hues
+from show1_cli.training.objectives import jitter_colours, rotate_hues
 from show1_cli.training.output import WEIGHTS_NAME, read_provenance
 from show1_cli.training.stages import StageOptions, needs, setup
 from show1_cli.video import read_video
@@ -259,7 +259,18 @@ def test_hue_rotation_keeps_grays_and_a_third_of_a_turn_permutes_the_channels():
     assert not torch.allclose(turned[:, 1], frames[:, 1], atol=0.1)
 
 
-@pytest.mark.parametrize("augment", ["hues", "channels"])
+def test_colour_jitter_keeps_grays_and_moves_hue_saturation_and_lightness_by_the_amounts_asked():
+    frames = torch.tensor([[0.5, -0.6, 0.2], [0.5, -0.3, -0.8], [0.5, 0.8, 0.6]])  # columns: a gray, blue, purple
+    assert torch.allclose(jitter_colours(frames, 0.0, 1.0, 0.0), frames)
+    assert torch.allclose(jitter_colours(frames, 0.0, 1.0, 0.3)[:, 0], frames[:, 0])
+    paler = jitter_colours(frames, 0.0, 0.5, 0.0)
+    assert torch.allclose(paler.mean(0), frames.mean(0), atol=1e-6)
+    assert torch.allclose(paler - paler.mean(0), (frames - frames.mean(0)) / 2, atol=1e-6)
+    lighter = jitter_colours(frames, 0.0, 1.0, 0.2)
+    assert torch.allclose(lighter[:, 1:] - frames[:, 1:], torch.full((3, 2), 0.2), atol=1e-6)  # chroma above 1: the full 0.2
+
+
+@pytest.mark.parametrize("augment", ["hues", "channels", "jitter"])
 def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backgrounds(augment, clips, tiny_weights_dir):
     plain = examples("vae", StageOptions(), clips, tiny_weights_dir, 6)
     augmented = examples("vae", StageOptions(colour_augment=augment), clips, tiny_weights_dir, 6)
@@ -271,6 +282,8 @@ def test_a_colour_augmented_vae_trains_on_recoloured_objects_over_the_same_backg
         assert torch.allclose(image[:, gray], original[:, gray], atol=1e-5)
         if augment == "channels":
             assert sorted(image[:, ~gray].sum(1).tolist()) == pytest.approx(sorted(original[:, ~gray].sum(1).tolist()))
+        if augment == "jitter":  # near the palette: no colour moves further than a 40-degree turn and the scalings take it
+            assert (image[:, ~gray] - original[:, ~gray]).norm(dim=0).max() < 1.4
         changed += not torch.allclose(image[:, ~gray], original[:, ~gray], atol=0.05)
     assert changed >= 3
 

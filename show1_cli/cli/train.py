@@ -94,7 +94,9 @@ def train(
                                                      "cascade's; weighs wrong object colours over faint backgrounds).")] = "l1",
     colour_augment: Annotated[str | None, typer.Option("--colour-augment", help="vae: hues (turn each frame's colours by a random "
                                                        "angle about the gray axis) or channels (permute its RGB channels), so it "
-                                                       "learns colours on backgrounds the data never pairs them with.")] = None,
+                                                       "learns colours on backgrounds the data never pairs them with; jitter "
+                                                       "(small turns of hue, saturation and lightness), so it passes on "
+                                                       "colours near the palette.")] = None,
     late_timesteps: Annotated[tuple[float, int] | None, typer.Option(
         "--late-timesteps", metavar="SHARE FROM", help="Pixel stages: draw this share of the timesteps from [FROM, 1000) only, "
         "where samples are made from the prompt alone (e.g. 0.3 900); off as in Show-1. See docs/losses.md.")] = None,

@@ -9,7 +9,8 @@ Every objective builds its examples exactly as its stage's inference path consum
   the image-noising scheduler to a level drawn per sample (also the class label); with some probability
   its first frame is the clean high-resolution frame, as the window anchoring gives at inference;
 - sr2: frames at the sr2 size, encoded by the frozen VAE, timesteps drawn from the expert's range only;
-- vae: single frames (or crops) at the sr2 size, optionally recoloured (hues turned or channels permuted).
+- vae: single frames (or crops) at the sr2 size, optionally recoloured (hues turned, channels permuted or
+  colours jittered).
 
 An example's randomness (which clip, where, timestep, noise) comes from the generator the loop hands
 it, one per example, so a batch is the same whichever process computes it.
@@ -242,14 +243,32 @@ def rotate_hues(frames: torch.Tensor, angle: float) -> torch.Tensor:
     return torch.einsum("ij,j...->i...", matrix, frames).clamp(-1, 1)
 
 
-COLOUR_AUGMENTS = ("hues", "channels")
+def jitter_colours(frames: torch.Tensor, angle: float, saturation: float, lightness: float) -> torch.Tensor:
+    """`frames` (3, ...) in [-1, 1] with every colour's hue turned by `angle` radians, its distance from the
+    gray axis (chroma) scaled by `saturation`, and `lightness` added in proportion to its chroma (full for
+    chroma of 1 and more): grays keep their value, so the toy world's backgrounds stay as they are."""
+    turned = rotate_hues(frames, angle)
+    gray = turned.mean(0, keepdim=True)
+    chroma = turned - gray
+    weight = chroma.norm(dim=0, keepdim=True).clamp(max=1)
+    return (gray + saturation * chroma + lightness * weight).clamp(-1, 1)
+
+
+# "jitter": the drift of the colours the pixel stages draw around the world's palette (measured on the micro
+# cascade's sr1 output: blue (50, 90, 230) comes as (126, 136, 254), purple (150, 60, 200) as (179, 37, 182)).
+JITTER_ANGLE = math.radians(40)
+JITTER_SATURATION = (0.6, 1.3)
+JITTER_LIGHTNESS = 0.3
+COLOUR_AUGMENTS = ("hues", "channels", "jitter")
 
 
 class VAEObjective(Objective):
     """The sr2 autoencoder: L1 (or MSE) reconstruction plus a small KL term, on single frames or crops. With a
     `colour_augment`, each frame's colours are turned by a random angle about the gray axis ("hues") or its RGB
     channels permuted ("channels"), so the autoencoder meets object colours on backgrounds the data never
-    pairs them with; grays, and so the toy world's backgrounds, stay as they are."""
+    pairs them with, or moved a little in hue, saturation and lightness ("jitter"), so that it passes on the
+    colours the stages before it draw near the palette instead of snapping them to another palette colour;
+    grays, and so the toy world's backgrounds, stay as they are."""
 
     def __init__(self, dataset: ClipDataset, *, height: int, width: int, crop: tuple[int, int] | None, kl_weight: float,
                  reconstruction_loss: str, colour_augment: str | None = None):
@@ -269,6 +288,11 @@ class VAEObjective(Objective):
             image = rotate_hues(image, float(torch.rand((), generator=generator)) * 2 * math.pi)
         elif self.colour_augment == "channels":
             image = image[torch.randperm(3, generator=generator)]
+        elif self.colour_augment == "jitter":
+            angle, saturation, lightness = torch.rand(3, generator=generator).tolist()
+            low, high = JITTER_SATURATION
+            image = jitter_colours(image, (2 * angle - 1) * JITTER_ANGLE, low + saturation * (high - low),
+                                   (2 * lightness - 1) * JITTER_LIGHTNESS)
         return {"image": image, "seed": seed[0]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
