@@ -36,6 +36,11 @@ ATTRIBUTES = ("color", "background", "shape", "motion")
 TARGETS = {"color": 0.95, "background": 0.95, "motion": 0.90, "shape": 0.80}
 
 
+def cpu_chain(weights_dir: Path | None = None) -> Chain:
+    """show1's chain as `show1 generate --device cpu --dtype fp32` builds it (the micro cascade has no IF-II-L)."""
+    return Chain(resolve_runtime("cpu", "fp32", "none"), weights_dir, options={"first_frame": "auto"}, show_progress=False)
+
+
 def sample_prompts(held_out: bool, per_motion: int, seed: int) -> list[tuple[str, str, str, str]]:
     """`per_motion` combinations for each motion (fewer where the group has fewer), seeded."""
     rng = random.Random(seed)
@@ -66,7 +71,7 @@ def main() -> int:
         import dataclasses
 
         preset = dataclasses.replace(preset, weights="hub")  # the build's folder and lock, through the same code
-    chain = Chain(resolve_runtime("cpu", "fp32", "none"), args.weights_dir, options={"first_frame": "auto"}, show_progress=False)
+    chain = cpu_chain(args.weights_dir)
     groups = {"held_in": sample_prompts(False, args.per_motion, 0), "held_out": sample_prompts(True, args.per_motion, 0)}
 
     results: dict = {"stages": preset.stages, "settings": preset.to_dict(), "seeds": args.seeds, "groups": {}}

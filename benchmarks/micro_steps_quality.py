@@ -36,12 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from micro_quality import ATTRIBUTES, sample_prompts, wanted  # noqa: E402
+from micro_quality import ATTRIBUTES, cpu_chain, sample_prompts, wanted  # noqa: E402
 from report import write_report  # noqa: E402
 
-from show1_cli.chain import Chain, Job  # noqa: E402
+from show1_cli.chain import Job  # noqa: E402
 from show1_cli.presets import load_preset  # noqa: E402
-from show1_cli.runtime import resolve_runtime  # noqa: E402
 from show1_cli.toyworld.analyse import analyse  # noqa: E402
 from show1_cli.toyworld.world import Scene  # noqa: E402
 from show1_cli.video import read_video  # noqa: E402
@@ -91,7 +90,7 @@ def main() -> int:
 
     default, micro = load_preset("default"), load_preset("micro")
     reference_steps = {stage: getattr(default, stage).steps for stage in STAGES}
-    chain = Chain(resolve_runtime("cpu", "fp32", "none"), None, options={"first_frame": "auto"}, show_progress=False)
+    chain = cpu_chain()
     prompts = [Scene(*combo).caption() for combo in sample_prompts(False, args.per_motion, 0)]
     cases = [(prompt, seed) for prompt in prompts for seed in range(args.seeds)]
     case_prompts = [prompt for prompt, _ in cases]

@@ -54,17 +54,16 @@ def probe_clips(per_pair: int, seed: int) -> list[tuple[str, str, torch.Tensor]]
 def chain_inputs(per_motion: int) -> list[tuple[str, str, torch.Tensor]]:
     """(group, the prompt's colour, sr2's input) for micro_quality's prompt samples, one seed each: the shipped
     cascade's sr1 output at sr2's size."""
-    from micro_quality import sample_prompts
+    from micro_quality import cpu_chain, sample_prompts
 
-    from show1_cli.chain import Chain, Job
+    from show1_cli.chain import Job
     from show1_cli.presets import load_preset
-    from show1_cli.runtime import resolve_runtime
     from show1_cli.stages.sr2 import resize_frames
     from show1_cli.toyworld.world import Scene
     from show1_cli.video import read_video
 
     preset = load_preset("micro", [], ["keyframes", "interpolate", "sr1"])
-    chain = Chain(resolve_runtime("cpu", "fp32", "none"), None, options={"first_frame": "auto"}, show_progress=False)
+    chain = cpu_chain()
     inputs = []
     with tempfile.TemporaryDirectory() as folder:
         for group, held_out in (("held_in", False), ("held_out", True)):
