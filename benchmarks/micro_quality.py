@@ -13,6 +13,8 @@ per-stage generation time. Writes benchmarks/results/micro_quality.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import random
 import sys
 import tempfile
@@ -62,15 +64,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "micro_quality.json")
     args = parser.parse_args()
 
-    if args.weights_dir is not None:
-        import os
-
-        os.environ["SHOW1_WEIGHTS_LOCK"] = str(args.weights_dir / "weights.lock")
     preset = load_preset("micro", args.set, args.stages.split(","))
-    if args.weights_dir is not None:
-        import dataclasses
-
-        preset = dataclasses.replace(preset, weights="hub")  # the build's folder and lock, through the same code
+    if args.weights_dir is not None:  # the build's folder and lock, through the code the hub weights go through
+        os.environ["SHOW1_WEIGHTS_LOCK"] = str(args.weights_dir / "weights.lock")
+        preset = dataclasses.replace(preset, weights="hub")
     chain = cpu_chain(args.weights_dir)
     groups = {"held_in": sample_prompts(False, args.per_motion, 0), "held_out": sample_prompts(True, args.per_motion, 0)}
 
