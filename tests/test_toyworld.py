@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from show1_cli.toyworld.analyse import analyse
@@ -26,6 +27,31 @@ def test_the_analyser_reads_back_what_was_rendered(size):
         if (reading.color, reading.shape, reading.motion, reading.background) != combo:
             wrong.append((combo, reading.as_dict()))
     assert len(wrong) <= len(combos) // 20, wrong  # shapes at 8 pixels high may be misread now and then
+
+
+def test_stray_pixels_are_not_the_object():
+    """Decoders leave speckle and corner artefacts; the object is the largest blob, so they move no reading."""
+    rng = random.Random(5)
+    for shape in ("square", "circle", "triangle"):
+        clip = render(random_scene(rng, "orange", shape, "moving right", "white", aspect=4 / 3), 9, 96, 128)
+        clean = analyse(clip)
+        clip[:, :, 0, 0] = clip[:, :, -1, -1] = -1.0  # a dark pixel in two corners of every frame
+        clip[::2, 1, 10:12, 60:62] = -1.0  # and a purple speck away from the object in every other frame
+        speckled = analyse(clip)
+        assert speckled.as_dict() == clean.as_dict() == {"color": "orange", "shape": shape, "motion": "moving right", "background": "white"}
+        assert speckled.corners == pytest.approx(clean.corners) and speckled.shift == pytest.approx(clean.shift)
+
+
+def test_wavy_edges_keep_their_shape():
+    """Generated objects have wavy, rounded edges; warped renders must still read as the shape they are."""
+    rng, generator = random.Random(2), torch.Generator().manual_seed(2)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 96), torch.linspace(-1, 1, 128), indexing="ij")
+    for combo in all_combinations(held_out=False)[::6]:
+        clip = render(random_scene(rng, *combo, aspect=4 / 3), 5, 96, 128)
+        displacement = F.interpolate(torch.randn(5, 2, 6, 8, generator=generator) * 0.03, size=(96, 128), mode="bicubic")
+        grid = torch.stack([xs, ys], -1) + displacement.permute(0, 2, 3, 1)
+        warped = F.grid_sample(clip, grid, padding_mode="border", align_corners=True)
+        assert analyse(warped.clamp(-1, 1)).shape == combo[1], combo
 
 
 def test_motion_and_size_follow_the_spec():
