@@ -8,11 +8,13 @@ per-stage generation time. Writes benchmarks/results/micro_quality.json.
     python benchmarks/micro_quality.py                          # the shipped micro cascade, full chain
     python benchmarks/micro_quality.py --stages keyframes,interpolate --per-motion 10 --seeds 2
     python benchmarks/micro_quality.py --weights-dir BUILD/weights   # an unshipped build (its weights.lock inside)
+    python benchmarks/micro_quality.py --keep-videos DIR             # keep the videos to look at them
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import random
@@ -62,6 +64,7 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], help="preset override, e.g. keyframes.steps=50")
     parser.add_argument("--weights-dir", type=Path, default=None, help="a built micro cascade (with weights.lock inside)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "micro_quality.json")
+    parser.add_argument("--keep-videos", type=Path, default=None, help="write the videos (and their records) here")
     args = parser.parse_args()
 
     preset = load_preset("micro", args.set, args.stages.split(","))
@@ -73,7 +76,9 @@ def main() -> int:
 
     results: dict = {"stages": preset.stages, "settings": preset.to_dict(), "seeds": args.seeds, "groups": {}}
     stage_seconds: dict[str, list[float]] = defaultdict(list)
-    with tempfile.TemporaryDirectory() as folder:
+    if args.keep_videos:
+        args.keep_videos.mkdir(parents=True, exist_ok=True)
+    with contextlib.nullcontext(args.keep_videos) if args.keep_videos else tempfile.TemporaryDirectory() as folder:
         for group, combos in groups.items():
             hits = {attribute: 0 for attribute in ATTRIBUTES}
             items = []
