@@ -33,7 +33,7 @@ from show1_cli.chain import Chain, Job  # noqa: E402
 from show1_cli.presets import load_preset  # noqa: E402
 from show1_cli.runtime import resolve_runtime  # noqa: E402
 from show1_cli.toyworld.analyse import analyse  # noqa: E402
-from show1_cli.toyworld.world import MOTIONS, Scene, all_combinations  # noqa: E402
+from show1_cli.toyworld.world import MOTIONS, Scene, all_combinations, parse_caption  # noqa: E402
 from show1_cli.video import read_video  # noqa: E402
 
 ATTRIBUTES = ("color", "background", "shape", "motion")
@@ -118,8 +118,6 @@ def main() -> int:
 
 def wanted(prompt: str) -> tuple[str, str, str, str]:
     """The prompt's colour, background, shape and motion, in the order of ATTRIBUTES."""
-    from show1_cli.toyworld.world import parse_caption
-
     color, shape, motion, background = parse_caption(prompt)
     return color, background, shape, motion
 
