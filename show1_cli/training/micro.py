@@ -88,11 +88,12 @@ RECIPES: dict[str, Recipe] = {
     "keyframes-anneal-3": Recipe("keyframes", "trained/keyframes-anneal-2", None, 800, 8, 2e-4, seed=4,
                                  options=(*VELOCITY, "--late-timesteps", "0.25", "900")),
     # The autoencoder, on the squared error from scratch: it must code every colour on every background apart
-    # (red and yellow on gray merge into orange after 2000 steps; benchmarks/micro_vae_colours.py reads it).
-    # Colour jitter (--colour-augment jitter) mends the colours it snaps sr1's near-palette output to, but through
-    # the whole chain it only moves the misses to other pairs (docs/losses.md, section 5).
+    # (red and yellow on gray merge into orange after 2000 steps; benchmarks/micro_vae_colours.py reads it), and
+    # pass on the colours sr1 draws near the palette: trained on the palette alone it snaps them to a neighbour,
+    # or worse (the unjittered rebuild turned the demo's red circle green). Jittered colours mend most of that
+    # and move some misses to neighbouring hues (docs/losses.md, section 5).
     "vae": Recipe("vae", "scaffold/show-1-sr2", "vae.json", 4000, 4, 1e-3, seed=1, warmup=100,
-                  options=(*CROP_128, *SQUARED_ERROR)),
+                  options=(*CROP_128, *SQUARED_ERROR, "--colour-augment", "jitter")),
     # The latent expert on that autoencoder: crops first, then whole frames, as it runs at inference.
     "sr2": Recipe("sr2", "trained/vae", "unet-sr2.json", 1500, 4, 6e-4, seed=1, warmup=50, options=CROP_128),
     "sr2-full": Recipe("sr2", "trained/sr2", None, 800, 2, 3e-4, seed=2),
