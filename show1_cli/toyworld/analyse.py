@@ -20,9 +20,9 @@ from show1_cli.toyworld.world import BACKGROUNDS, COLORS
 # A pixel is the object's when it is this far (RGB distance, 0-255) from the background colour.
 OBJECT_DISTANCE = 60.0
 # A quarter of the bounding box's height and width at each corner. What each shape covers of its top and
-# bottom corners, from geometry: the circle fills 27% of each corner, the triangle 75% of the bottom ones.
+# bottom corners, from geometry: the circle fills 32% of each corner, the triangle 75% of the bottom ones.
 CORNER = 0.25
-CORNER_COVER = {"square": (1.0, 1.0), "circle": (0.27, 0.27), "triangle": (0.0, 0.75)}
+CORNER_COVER = {"square": (1.0, 1.0), "circle": (0.32, 0.32), "triangle": (0.0, 0.75)}
 # Growth below this linear size ratio counts as no growth (the world's growing objects change 1.8x).
 GROWTH_THRESHOLD = 1.3
 
