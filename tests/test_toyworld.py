@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from show1_cli.toyworld.analyse import analyse
+from show1_cli.toyworld.analyse import CORNER_COVER, analyse
 from show1_cli.toyworld.dataset import write_dataset
 from show1_cli.toyworld.world import COLORS, Scene, all_combinations, is_held_out, parse_caption, random_scene, render, render_path
 
@@ -27,6 +27,12 @@ def test_the_analyser_reads_back_what_was_rendered(size):
         if (reading.color, reading.shape, reading.motion, reading.background) != combo:
             wrong.append((combo, reading.as_dict()))
     assert len(wrong) <= len(combos) // 20, wrong  # shapes at 8 pixels high may be misread now and then
+
+
+def test_each_shape_covers_the_corners_the_analyser_expects():
+    for shape, expected in CORNER_COVER.items():
+        clip = render(Scene("red", shape, "moving right", "black", travel=0.0), 2, 384, 384)
+        assert analyse(clip).corners == pytest.approx(expected, abs=0.03), shape
 
 
 def test_stray_pixels_are_not_the_object():
