@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--groups", default="held_in,held_out", help="which groups to generate")
     parser.add_argument("--keep-videos", type=Path, default=None, help="write the videos (and their records) here")
     args = parser.parse_args()
+    if unknown := set(args.groups.split(",")) - {"held_in", "held_out"}:
+        parser.error(f"unknown group(s) {', '.join(sorted(unknown))}: choose held_in, held_out or both")
 
     preset = load_preset("micro", args.set, args.stages.split(","))
     if args.weights_dir is not None:  # the build's folder and lock, through the code the hub weights go through
